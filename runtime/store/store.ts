@@ -1,0 +1,37 @@
+// The one interface every key store implements; SQL lives only in the files beside this one.
+import type { Algorithm } from '../crypto/algorithms.js';
+
+/** One stored key. Exactly one of wrappedKey (stateless mode) or residentId (token object) is set. */
+export interface KeyRecord {
+  keyId: string;
+  algorithm: Algorithm;
+  /** SubjectPublicKeyInfo, DER. */
+  publicKeyDer: Buffer;
+  /** RFC 5649/3394 wrap of the PKCS#8 private key under the master key. */
+  wrappedKey: Buffer | null;
+  /** CKA_ID of a non-extractable token object, for algorithms kept resident in the HSM. */
+  residentId: Buffer | null;
+  /** Name of the wrap mechanism used for wrappedKey (see runtime/hsm/mechanisms.ts). */
+  wrapMechanism: string | null;
+  /** Label of the master key that wrapped it (or that was in force for a resident key). */
+  masterKeyLabel: string;
+  createdAt: Date;
+}
+
+export interface InsertOutcome {
+  /** The row now stored for the keyId: ours, or the one another driver committed first. */
+  stored: KeyRecord;
+  /** True when our row was the one written. */
+  inserted: boolean;
+}
+
+export interface WrappedKeyStore {
+  readonly kind: 'sqlite' | 'postgres';
+  get(keyId: string): Promise<KeyRecord | undefined>;
+  /** Commits the row unless the keyId exists; atomic against other drivers on the same database. */
+  insertIfAbsent(record: KeyRecord): Promise<InsertOutcome>;
+  countKeys(): Promise<number>;
+  /** A cheap round trip, for health and the readiness gate. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
