@@ -1,0 +1,111 @@
+// The command line: yargs wiring for every command, each a thin call into the runtime.
+// Returns an exit code; only main.ts exits the process.
+import { readFileSync } from 'node:fs';
+import yargs, { type Argv } from 'yargs';
+import { OPTIONS, settingsFrom, type OptionSpec, type Settings } from './config.js';
+import { ConfigError, InputError, toWireError } from './errors.js';
+import { hsmList, hsmTest } from './hsm-commands.js';
+import { createLogger } from './log.js';
+import { runOneShot } from './oneshot.js';
+import { VERSION } from './version.js';
+
+export interface Io {
+  stdout: (line: string) => void;
+  stderr: (line: string) => void;
+  readStdin: () => string;
+  env: NodeJS.ProcessEnv;
+}
+
+function withOptions<T>(y: Argv<T>): Argv<T> {
+  for (const [name, spec] of Object.entries(OPTIONS) as Array<[string, OptionSpec]>) {
+    y = y.option(name, { type: spec.type, describe: `${spec.describe} [env ${spec.env}]`, group: `${spec.group}:` });
+  }
+  return y;
+}
+
+function readJobInput(argv: Record<string, unknown>, io: Io): unknown {
+  let text: string;
+  if (typeof argv.input === 'string') text = argv.input;
+  else if (typeof argv['input-file'] === 'string') {
+    try {
+      text = readFileSync(argv['input-file'], 'utf8');
+    } catch {
+      throw new ConfigError(`cannot read input file ${argv['input-file']}`);
+    }
+  } else text = io.readStdin();
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new InputError('input is not valid JSON');
+  }
+}
+
+export async function runCli(args: string[], io: Io): Promise<number> {
+  let exitCode = 0;
+  const settingsOf = (argv: Record<string, unknown>): Settings => settingsFrom(argv, io.env);
+  const loggerOf = (argv: Record<string, unknown>) => createLogger(settingsOf(argv)['log-level']);
+
+  const oneShot = (kind: string, describe: string) => ({
+    command: kind,
+    describe,
+    builder: (y: Argv) =>
+      withOptions(y)
+        .option('input', { type: 'string', describe: 'job input as JSON (else --input-file, else stdin) [env JOB_INPUT]', group: 'Job:' })
+        .option('input-file', { type: 'string', describe: 'file holding the job input JSON [env JOB_INPUT_FILE]', group: 'Job:' }),
+    handler: async (argv: Record<string, unknown>) => {
+      const withEnv = { ...argv, input: argv.input ?? io.env.JOB_INPUT, 'input-file': argv['input-file'] ?? io.env.JOB_INPUT_FILE };
+      let input: unknown;
+      try {
+        input = readJobInput(withEnv, io);
+      } catch (err) {
+        if (err instanceof ConfigError) throw err;
+        io.stdout(JSON.stringify({ error: toWireError(err) }));
+        exitCode = 1;
+        return;
+      }
+      const result = await runOneShot(kind, input, settingsOf(argv), io.env, loggerOf(argv));
+      io.stdout(result.line);
+      exitCode = result.exitCode;
+    },
+  });
+
+  const parser = yargs(args)
+    .scriptName('hsm-driver')
+    .usage('$0 <command> [options]\n\nStateless PKCS#11 signer. The PIN comes from USER_PIN or --pin-file, never from a flag.')
+    .command(oneShot('keygen', 'generate a key in the HSM, wrap it and store it (one job, one JSON line)'))
+    .command(oneShot('sign', 'sign with a stored key (one job, one JSON line)'))
+    .command(oneShot('health', 'report HSM, master key and database health (one job, one JSON line)'))
+    .command('hsm <action>', 'inspect the HSM: list (slots, tokens, mechanisms) or test (login, master key, self-test per algorithm)', (y) =>
+      withOptions(y).positional('action', { choices: ['list', 'test'] as const, demandOption: true }),
+      async (argv) => {
+        if (argv.action === 'list') {
+          for (const line of hsmList(settingsOf(argv), io.env)) io.stdout(line);
+          return;
+        }
+        const { lines, ok } = await hsmTest(settingsOf(argv), io.env, loggerOf(argv));
+        for (const line of lines) io.stdout(line);
+        exitCode = ok ? 0 : 1;
+      },
+    )
+    .command('version', 'print the driver version', {}, () => io.stdout(`hsm-driver ${VERSION}`))
+    .demandCommand(1, 'name a command; see --help')
+    .strict()
+    .version(false)
+    .help()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .fail((msg, err) => {
+      throw err ?? new ConfigError(msg);
+    });
+
+  try {
+    await parser.parseAsync();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.stderr(`hsm-driver: ${err.message}`);
+      return 2;
+    }
+    io.stderr(`hsm-driver: ${toWireError(err).message}`);
+    return 1;
+  }
+  return exitCode;
+}

@@ -1,0 +1,132 @@
+// Every setting the driver takes: its flag, its environment variable, its default, and how it
+// is checked. The one place that reads configuration; the PIN is read here and nowhere else.
+import { statSync, readFileSync, existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ALGORITHMS, isAlgorithm, type Algorithm } from './crypto/algorithms.js';
+import { ConfigError } from './errors.js';
+import type { HsmConfig } from './hsm/hsm.js';
+import { DEFAULT_WRAP_MECHANISM, parseWrapMechanism } from './hsm/mechanisms.js';
+import type { StoreOptions } from './store/index.js';
+
+export interface OptionSpec {
+  env: string;
+  type: 'string' | 'number';
+  describe: string;
+  group: string;
+}
+
+/** Flag name → spec. A flag wins over its environment variable; both win over the default. */
+export const OPTIONS = {
+  'pkcs11-module': { env: 'PKCS11_MODULE', type: 'string', group: 'HSM', describe: 'path of the PKCS#11 library (also PKCS11_THALES_MODULE, PKCS11_SECUROSYS_MODULE, PKCS11_IBM_MODULE; default: SoftHSM2 if installed)' },
+  'token-label': { env: 'TOKEN_LABEL', type: 'string', group: 'HSM', describe: 'select the token by label (the usual way)' },
+  'token-serial': { env: 'TOKEN_SERIAL', type: 'string', group: 'HSM', describe: 'select the token by serial number' },
+  slot: { env: 'PKCS11_SLOT', type: 'number', group: 'HSM', describe: 'select the token by slot id' },
+  'pin-file': { env: 'USER_PIN_FILE', type: 'string', group: 'HSM', describe: 'file holding the user PIN, mode 0600 (or set USER_PIN)' },
+  'master-key-label': { env: 'MASTER_KEY_LABEL', type: 'string', group: 'HSM', describe: 'label of the AES master (wrapping) key [default: master]' },
+  'wrap-mechanism': { env: 'WRAP_MECHANISM', type: 'string', group: 'HSM', describe: `aes-key-wrap-pad (RFC 5649), aes-kwp (vendor id 0x210b), aes-key-wrap (RFC 3394) or a numeric id [default: ${DEFAULT_WRAP_MECHANISM}]` },
+  'resident-algorithms': { env: 'RESIDENT_ALGORITHMS', type: 'string', group: 'HSM', describe: 'comma list of algorithms kept as non-extractable token objects instead of wrapped blobs (for tokens that cannot wrap them, e.g. eddsa-ed25519 on SoftHSM)' },
+  sessions: { env: 'HSM_SESSIONS', type: 'number', group: 'HSM', describe: 'PKCS#11 sessions in the pool [default: 4]' },
+  'sqlite-path': { env: 'SQLITE_PATH', type: 'string', group: 'Database', describe: 'SQLite file, used when no PostgreSQL URL is set [default: ~/.local/share/hsm-driver/keys.db]' },
+  'postgres-url': { env: 'POSTGRES_URL', type: 'string', group: 'Database', describe: 'PostgreSQL connection URL (shared by several drivers)' },
+  'log-level': { env: 'LOG_LEVEL', type: 'string', group: 'Logging', describe: 'fatal, error, warn, info, debug or trace [default: info]' },
+} as const satisfies Record<string, OptionSpec>;
+
+export type OptionName = keyof typeof OPTIONS;
+export type Settings = Partial<Record<OptionName, string>>;
+
+const VENDOR_MODULE_ENV = ['PKCS11_THALES_MODULE', 'PKCS11_SECUROSYS_MODULE', 'PKCS11_IBM_MODULE'] as const;
+const SOFTHSM_PATHS = [
+  '/usr/lib/softhsm/libsofthsm2.so',
+  '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so',
+  '/usr/local/lib/softhsm/libsofthsm2.so',
+  'C:\\SoftHSM2\\lib\\softhsm2-x64.dll',
+];
+
+/** Merges parsed flags over the environment. Empty strings count as unset, as in shells. */
+export function settingsFrom(argv: Record<string, unknown>, env: NodeJS.ProcessEnv): Settings {
+  const out: Settings = {};
+  for (const [name, spec] of Object.entries(OPTIONS) as Array<[OptionName, OptionSpec]>) {
+    const flag = argv[name];
+    const value = flag !== undefined && flag !== '' ? String(flag) : env[spec.env];
+    if (value !== undefined && value !== '') out[name] = value;
+  }
+  return out;
+}
+
+export function resolveModule(s: Settings, env: NodeJS.ProcessEnv): string {
+  if (s['pkcs11-module']) return s['pkcs11-module'];
+  const vendor = VENDOR_MODULE_ENV.filter((name) => env[name]);
+  if (vendor.length > 1) throw new ConfigError(`several vendor modules are set (${vendor.join(', ')}); choose one with --pkcs11-module`);
+  if (vendor.length === 1) return env[vendor[0]!]!;
+  const softhsm = SOFTHSM_PATHS.find((p) => existsSync(p));
+  if (softhsm) return softhsm;
+  throw new ConfigError('no PKCS#11 module: set --pkcs11-module or PKCS11_MODULE');
+}
+
+/**
+ * The PIN comes from USER_PIN or a PIN file, never from a flag value (flags show in `ps`).
+ * USER_PIN is removed from the environment once read, so child processes do not inherit it.
+ */
+export function readPin(s: Settings, env: NodeJS.ProcessEnv): string {
+  const fromEnv = env.USER_PIN;
+  if (fromEnv !== undefined && fromEnv !== '' && s['pin-file']) throw new ConfigError('both USER_PIN and a PIN file are set; use one');
+  if (fromEnv !== undefined && fromEnv !== '') {
+    delete env.USER_PIN;
+    return fromEnv;
+  }
+  const file = s['pin-file'];
+  if (!file) throw new ConfigError('no PIN: set USER_PIN or --pin-file (USER_PIN_FILE)');
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+  } catch {
+    throw new ConfigError(`PIN file ${file} cannot be read`);
+  }
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw new ConfigError(`PIN file ${file} is open to group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+  }
+  const pin = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  if (pin === '') throw new ConfigError(`PIN file ${file} is empty`);
+  return pin;
+}
+
+export function parseResidentAlgorithms(value: string | undefined): Algorithm[] {
+  if (!value) return [];
+  return value.split(',').map((a) => {
+    const name = a.trim();
+    if (!isAlgorithm(name)) throw new ConfigError(`--resident-algorithms: unknown algorithm "${name}"; one of ${ALGORITHMS.join(', ')}`);
+    return name;
+  });
+}
+
+function positiveInt(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new ConfigError(`--${name} must be a whole number from 1 to 1024, got "${value}"`);
+  return n;
+}
+
+export function resolveHsmConfig(s: Settings, env: NodeJS.ProcessEnv): HsmConfig {
+  const slot = s.slot === undefined ? undefined : Number(s.slot);
+  if (slot !== undefined && !Number.isInteger(slot)) throw new ConfigError(`--slot must be a whole number, got "${s.slot}"`);
+  return {
+    module: resolveModule(s, env),
+    selector: { label: s['token-label'], serial: s['token-serial'], slot },
+    pin: readPin(s, env),
+    sessions: positiveInt(s.sessions, 'sessions', 4),
+    masterKeyLabel: s['master-key-label'] ?? 'master',
+    wrapMechanism: parseWrapMechanism(s['wrap-mechanism'] ?? DEFAULT_WRAP_MECHANISM),
+    residentAlgorithms: parseResidentAlgorithms(s['resident-algorithms']),
+  };
+}
+
+export function defaultSqlitePath(env: NodeJS.ProcessEnv): string {
+  if (process.platform === 'win32') return join(env.LOCALAPPDATA ?? homedir(), 'hsm-driver', 'keys.db');
+  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'hsm-driver', 'keys.db');
+}
+
+export function resolveStoreOptions(s: Settings, env: NodeJS.ProcessEnv): StoreOptions {
+  const postgresUrl = s['postgres-url'];
+  return postgresUrl ? { postgresUrl, sqlitePath: '' } : { sqlitePath: s['sqlite-path'] ?? defaultSqlitePath(env) };
+}

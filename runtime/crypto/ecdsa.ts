@@ -1,0 +1,98 @@
+// Turns the r‖s a token returns for CKM_ECDSA into the protocol's ECDSA sign output:
+// low-s r‖s, DER, r, s and (secp256k1, P-256) the recovery id (PROTOCOL.md, sign).
+
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { p256, p384 } from '@noble/curves/nist.js';
+import type { ECDSA } from '@noble/curves/abstract/weierstrass.js';
+import type { Algorithm, EcCurve } from './algorithms.js';
+import { ecPointFromSpki, ecSpec } from './public-key.js';
+
+export const NOBLE_CURVES: Readonly<Record<EcCurve, ECDSA>> = {
+  secp256k1,
+  'P-256': p256,
+  'P-384': p384,
+};
+
+export interface EcdsaSignatureOutput {
+  /** r‖s, each the curve size, s in low form. */
+  signature: string;
+  /** DER ECDSA-Sig-Value of the same (r, s). */
+  der: string;
+  r: string;
+  s: string;
+  /** Present for secp256k1 and P-256 only. */
+  recoveryId?: 0 | 1;
+}
+
+/**
+ * No recovery id rebuilt the stored public key: the token signed with another key or over
+ * another digest. A class of its own so the caller can map it to KEY_INTEGRITY without
+ * reading messages.
+ */
+export class EcdsaRecoveryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EcdsaRecoveryError';
+  }
+}
+
+/**
+ * `digest` is what the token was given (CKM_ECDSA signs it as-is); a digest longer than the
+ * curve is truncated to its leftmost bits by both the token and noble's bits2int, so the
+ * full hash goes in here, not a pre-cut one.
+ */
+export function formatEcdsaSignature(
+  alg: Algorithm,
+  rawRs: Buffer,
+  digest: Buffer,
+  spki: Buffer,
+): EcdsaSignatureOutput {
+  const { curve, size, recoverable } = ecSpec(alg);
+  if (rawRs.length !== 2 * size) {
+    throw new Error(`ECDSA signature for ${alg} must be ${2 * size} bytes (r‖s), got ${rawRs.length}`);
+  }
+  if (digest.length === 0) throw new Error('ECDSA digest is empty');
+  const noble = NOBLE_CURVES[curve];
+  const n = noble.Point.Fn.ORDER;
+  const r = BigInt('0x' + rawRs.subarray(0, size).toString('hex'));
+  let s = BigInt('0x' + rawRs.subarray(size).toString('hex'));
+  if (r <= 0n || r >= n || s <= 0n || s >= n) throw new Error(`ECDSA r or s out of range for ${curve}`);
+  // (r, n − s) is the same signature for the verifier; the protocol asks for the low form on
+  // every curve, not only secp256k1, so there is one answer per signature.
+  if (s > n / 2n) s = n - s;
+  const sig = new noble.Signature(r, s);
+
+  const out: EcdsaSignatureOutput = {
+    signature: Buffer.from(sig.toBytes('compact')).toString('hex'),
+    der: Buffer.from(sig.toBytes('der')).toString('hex'),
+    r: Buffer.from(noble.Point.Fn.toBytes(r)).toString('hex'),
+    s: Buffer.from(noble.Point.Fn.toBytes(s)).toString('hex'),
+  };
+  if (recoverable) {
+    out.recoveryId = recoveryId(sig, digest, ecPointFromSpki(spki, curve, size), alg);
+  }
+  return out;
+}
+
+/**
+ * Finds which of the two usual ids (R.y even or odd, R.x = r) rebuilds the key. Ids 2 and 3
+ * (R.x = r + n) happen with probability ~2^-128 on these curves and the protocol has no room
+ * for them, so they count as a mismatch.
+ */
+function recoveryId(
+  sig: InstanceType<ECDSA['Signature']>,
+  digest: Buffer,
+  expectedPoint: Buffer,
+  alg: Algorithm,
+): 0 | 1 {
+  for (const id of [0, 1] as const) {
+    let candidate: Uint8Array;
+    try {
+      candidate = sig.addRecoveryBit(id).recoverPublicKey(digest).toBytes(false);
+    } catch {
+      continue; // r is not the x of a curve point for this parity: not this id
+    }
+    if (expectedPoint.equals(candidate)) return id;
+  }
+  throw new EcdsaRecoveryError(`${alg} signature does not recover to the stored public key`);
+}

@@ -1,0 +1,245 @@
+// The HSM as handlers see it: generate a key (wrapped or resident), sign with a stored key,
+// report health. Owns the session pool and the master-key handles; the only door to PKCS#11.
+import { randomBytes } from 'node:crypto';
+import * as pkcs11 from 'pkcs11js';
+import type { Logger } from 'pino';
+import { ALGORITHMS, ALGORITHM_SPECS, type Algorithm } from '../crypto/algorithms.js';
+import { HsmError, KeyIntegrityError, UnsupportedAlgorithmError } from '../errors.js';
+import type { KeyRecord } from '../store/store.js';
+import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, unwrapIntoSession, wrapKey, type SignRequest } from './keys.js';
+import { checkMasterKey } from './master-key.js';
+import { wrapMechanismId } from './mechanisms.js';
+import { Pkcs11Library, type TokenSelector } from './module.js';
+import { probeAlgorithm, type AlgorithmMode } from './probe.js';
+import { asHsmError, rvOf } from './rv.js';
+import { SessionPool } from './session.js';
+import type { HsmPort } from '../context.js';
+import { masterKeyQuery, residentKeyQuery } from './templates.js';
+
+export type { SignRequest } from './keys.js';
+export type { AlgorithmMode } from './probe.js';
+
+export interface HsmConfig {
+  module: string;
+  selector: TokenSelector;
+  pin: string;
+  sessions: number;
+  masterKeyLabel: string;
+  wrapMechanism: string;
+  residentAlgorithms: readonly Algorithm[];
+}
+
+/** What keygen commits to the store: exactly one of wrappedKey / residentId is set. */
+export interface GeneratedKey {
+  publicKeyDer: Buffer;
+  wrappedKey: Buffer | null;
+  residentId: Buffer | null;
+  wrapMechanism: string | null;
+  masterKeyLabel: string;
+}
+
+export interface HsmHealth {
+  ok: boolean;
+  library: string;
+  tokenLabel: string;
+  tokenSerial: string;
+  latencyMs: number;
+  error?: string;
+}
+
+/** Keygen errors that mean "this token cannot make such a key", not a fault. */
+const UNSUPPORTED_RV = new Set<number>([
+  pkcs11.CKR_MECHANISM_INVALID,
+  pkcs11.CKR_KEY_SIZE_RANGE,
+  pkcs11.CKR_DOMAIN_PARAMS_INVALID,
+  0x140, // CKR_CURVE_NOT_SUPPORTED (PKCS#11 2.40), absent from pkcs11js
+  pkcs11.CKR_ATTRIBUTE_VALUE_INVALID,
+]);
+
+export class Hsm implements HsmPort {
+  readonly library: Pkcs11Library;
+  get masterKeyLabel(): string {
+    return this.config.masterKeyLabel;
+  }
+  readonly pool: SessionPool;
+  private readonly modes = new Map<string, Promise<AlgorithmMode>>();
+  private masterHandles = new Map<string, pkcs11.Handle>();
+  private masterGeneration = -1;
+
+  private constructor(readonly config: HsmConfig, private readonly log: Logger) {
+    this.library = new Pkcs11Library(config.module);
+    this.pool = new SessionPool({ library: this.library, selector: config.selector, pin: config.pin, size: config.sessions, log });
+  }
+
+  /** Loads the module, logs in, and checks the master key's posture (warnings are logged loudly). */
+  static async open(config: HsmConfig, log: Logger): Promise<Hsm> {
+    const hsm = new Hsm(config, log);
+    try {
+      await hsm.pool.open();
+      const warnings = await hsm.pool.use(async (s) => checkMasterKey(hsm.library.lib, s, hsm.masterKey(s, config.masterKeyLabel)));
+      for (const warning of warnings) log.warn({ masterKey: config.masterKeyLabel, warning }, 'MASTER KEY POSTURE IS WEAK');
+      return hsm;
+    } catch (err) {
+      await hsm.close();
+      throw err;
+    }
+  }
+
+  get libraryDescription(): string {
+    const i = this.library.info();
+    return `${i.manufacturer} ${i.description} ${i.version}`.trim();
+  }
+
+  /** How this token keeps keys of an algorithm; probed on first use, then cached. */
+  modeOf(algorithm: Algorithm): Promise<AlgorithmMode> {
+    // RSA sizes share one probe: wrapping does not depend on the modulus, and 4096-bit keygen is slow.
+    const family = ALGORITHM_SPECS[algorithm].family === 'rsa' ? 'rsa-2048' : algorithm;
+    const resident = this.config.residentAlgorithms.includes(algorithm);
+    const cacheKey = `${family}:${resident}`;
+    let mode = this.modes.get(cacheKey);
+    if (!mode) {
+      mode = this.pool.use((s) =>
+        probeAlgorithm(this.library.lib, s, family, resident, wrapMechanismId(this.config.wrapMechanism), this.masterKey(s, this.config.masterKeyLabel)),
+      );
+      mode.catch(() => this.modes.delete(cacheKey));
+      this.modes.set(cacheKey, mode);
+    }
+    return mode;
+  }
+
+  async allModes(): Promise<Record<Algorithm, AlgorithmMode>> {
+    const out = {} as Record<Algorithm, AlgorithmMode>;
+    for (const a of ALGORITHMS) out[a] = await this.modeOf(a);
+    return out;
+  }
+
+  async generate(algorithm: Algorithm, keyId: string): Promise<GeneratedKey> {
+    const mode = await this.modeOf(algorithm);
+    if (mode.mode === 'unsupported') throw new UnsupportedAlgorithmError(`${algorithm}: ${mode.reason}`);
+    try {
+      return mode.mode === 'resident' ? await this.generateResident(algorithm, keyId) : await this.generateWrapped(algorithm);
+    } catch (err) {
+      const rv = err instanceof HsmError ? err.rv : rvOf(err);
+      if (rv !== undefined && UNSUPPORTED_RV.has(rv) && (err as HsmError).method === 'C_GenerateKeyPair') {
+        throw new UnsupportedAlgorithmError(`${algorithm}: the token refused to generate it (${(err as Error).message})`);
+      }
+      throw err;
+    }
+  }
+
+  private generateWrapped(algorithm: Algorithm): Promise<GeneratedKey> {
+    const lib = this.library.lib;
+    const { masterKeyLabel, wrapMechanism } = this.config;
+    return this.pool.use(async (s) => {
+      const pair = await generateKeyPair(lib, s, algorithm, { mode: 'wrapped' });
+      try {
+        const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
+        const wrappedKey = await wrapKey(lib, s, wrapMechanismId(wrapMechanism), this.masterKey(s, masterKeyLabel), pair.privateKey);
+        return { publicKeyDer, wrappedKey, residentId: null, wrapMechanism, masterKeyLabel };
+      } finally {
+        this.destroy(s, pair.privateKey);
+        this.destroy(s, pair.publicKey);
+      }
+    });
+  }
+
+  private generateResident(algorithm: Algorithm, keyId: string): Promise<GeneratedKey> {
+    const lib = this.library.lib;
+    const id = randomBytes(16);
+    return this.pool.use(async (s) => {
+      const pair = await generateKeyPair(lib, s, algorithm, { mode: 'resident', id, label: keyId });
+      try {
+        const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
+        return { publicKeyDer, wrappedKey: null, residentId: id, wrapMechanism: null, masterKeyLabel: this.config.masterKeyLabel };
+      } catch (err) {
+        this.destroy(s, pair.privateKey);
+        throw err;
+      } finally {
+        this.destroy(s, pair.publicKey);
+      }
+    });
+  }
+
+  /** Removes the token object of a resident key that lost a keygen race to another driver. */
+  async discard(key: GeneratedKey): Promise<void> {
+    const id = key.residentId;
+    if (!id) return; // a wrapped key exists only as its blob: nothing in the HSM to remove
+    await this.pool.use(async (s) => {
+      for (const h of findObjects(this.library.lib, s, residentKeyQuery(id))) this.destroy(s, h);
+    });
+  }
+
+  /** Signs with a stored key: unwrap into a session object, sign, destroy; or use the resident key. */
+  sign(record: KeyRecord, req: SignRequest): Promise<Buffer> {
+    const lib = this.library.lib;
+    return this.pool.use(async (s) => {
+      if (record.residentId) {
+        const [key] = findObjects(lib, s, residentKeyQuery(record.residentId), 1);
+        if (!key) throw new KeyIntegrityError(`resident key for ${record.keyId} is missing from the token`);
+        return sign(lib, s, key, req);
+      }
+      if (!record.wrappedKey || !record.wrapMechanism) throw new KeyIntegrityError(`stored row for ${record.keyId} has no key material`);
+      const master = this.masterKey(s, record.masterKeyLabel);
+      const key = await unwrapIntoSession(lib, s, wrapMechanismId(record.wrapMechanism), master, record.wrappedKey, record.algorithm);
+      try {
+        return await sign(lib, s, key, req);
+      } finally {
+        this.destroy(s, key);
+      }
+    });
+  }
+
+  async health(): Promise<HsmHealth> {
+    const started = performance.now();
+    const base = { library: '', tokenLabel: this.config.selector.label ?? '', tokenSerial: this.config.selector.serial ?? '' };
+    try {
+      base.library = this.libraryDescription;
+      await this.pool.use(async (s) => void this.library.lib.C_GetSessionInfo(s));
+      const token = this.pool.tokenInfo;
+      return { ok: true, ...base, tokenLabel: token.label, tokenSerial: token.serial, latencyMs: elapsed(started) };
+    } catch (err) {
+      return { ok: false, ...base, latencyMs: elapsed(started), error: asHsmError(err, 'health').message };
+    }
+  }
+
+  /** Checks the master key is on the token; the error text is safe to report. */
+  async checkMasterKeyPresent(): Promise<void> {
+    await this.pool.use(async (s) => void this.masterKey(s, this.config.masterKeyLabel));
+  }
+
+  /** Session objects alive in this application: every one the driver makes must be gone again. */
+  countSessionObjects(): Promise<number> {
+    return this.pool.use(async (s) => findObjects(this.library.lib, s, [{ type: pkcs11.CKA_TOKEN, value: false }], 100_000).length);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+    this.library.close();
+  }
+
+  /** Master key handle by label, cached until the library is re-initialised. */
+  private masterKey(session: pkcs11.Handle, label: string): pkcs11.Handle {
+    if (this.masterGeneration !== this.pool.generation) {
+      this.masterHandles = new Map();
+      this.masterGeneration = this.pool.generation;
+    }
+    const cached = this.masterHandles.get(label);
+    if (cached) return cached;
+    const found = findObjects(this.library.lib, session, masterKeyQuery(label), 2);
+    if (found.length !== 1) {
+      const why = found.length === 0 ? 'not found' : 'is ambiguous (several keys have that label)';
+      throw new HsmError('HSM_UNAVAILABLE', `master key "${label}" ${why} on token ${this.pool.tokenInfo.label}`, -1, 'C_FindObjects');
+    }
+    this.masterHandles.set(label, found[0]!);
+    return found[0]!;
+  }
+
+  private destroy(session: pkcs11.Handle, object: pkcs11.Handle): void {
+    const err = destroyObject(this.library.lib, session, object);
+    if (err) this.log.error({ err: err.message }, 'could not destroy a session object');
+  }
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10;
+}

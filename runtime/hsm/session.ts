@@ -1,0 +1,188 @@
+// A pool of logged-in PKCS#11 sessions with one call in flight per session (two at once on
+// one session crashed SoftHSM), and the recovery ladder: replace a broken session, log in
+// again, or re-initialise the whole library when the device went away.
+import * as pkcs11 from 'pkcs11js';
+import type { Logger } from 'pino';
+import { HsmError } from '../errors.js';
+import { Pkcs11Library, type TokenSelector, type TokenSummary } from './module.js';
+import { asHsmError, recoveryFor, rvOf, type Recovery } from './rv.js';
+
+export interface PoolOptions {
+  library: Pkcs11Library;
+  selector: TokenSelector;
+  /** Kept only in memory; never logged, never part of an error text. */
+  pin: string;
+  size: number;
+  log: Logger;
+}
+
+type Token = TokenSummary & { label: string; serial: string };
+
+/** Minimum pause between two attempts to bring a lost token back. */
+const REOPEN_INTERVAL_MS = 1000;
+/** How long a re-initialisation waits for calls still in flight on the old library. */
+const DRAIN_BEFORE_REOPEN_MS = 10_000;
+
+export class SessionPool {
+  private idle: pkcs11.Handle[] = [];
+  private readonly busy = new Set<pkcs11.Handle>();
+  private readonly waiters: Array<() => void> = [];
+  private token: Token | undefined;
+  private reopening: Promise<void> | undefined;
+  private lastReopenAt = 0;
+  private downReason: string | undefined;
+  private closed = false;
+  /** Bumped on every re-initialisation; object handles from an older generation are stale. */
+  generation = 0;
+
+  constructor(private readonly opts: PoolOptions) {}
+
+  get lib(): pkcs11.PKCS11 {
+    return this.opts.library.lib;
+  }
+
+  get tokenInfo(): Token {
+    if (!this.token) throw new HsmError('HSM_UNAVAILABLE', `token unavailable: ${this.downReason ?? 'not open'}`, -1, 'open');
+    return this.token;
+  }
+
+  /** Initialises the library, finds the token, opens one session and logs in. */
+  async open(): Promise<void> {
+    this.opts.library.initialize();
+    this.token = this.opts.library.findToken(this.opts.selector);
+    const session = this.openSession();
+    this.login(session);
+    this.idle.push(session);
+  }
+
+  /** Runs fn on a session of its own; after a recoverable failure, recovers and tries once more. */
+  async use<T>(fn: (session: pkcs11.Handle) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const session = await this.acquire();
+      const generation = this.generation;
+      let recovery: Recovery = 'none';
+      try {
+        return await fn(session);
+      } catch (err) {
+        recovery = recoveryFor(err);
+        if (recovery === 'none' || attempt > 0) throw err;
+        this.opts.log.warn({ rv: rvOf(err), recovery }, 'hsm call failed, recovering');
+      } finally {
+        this.release(session, generation, recovery);
+      }
+      await this.recover(recovery);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.drained(DRAIN_BEFORE_REOPEN_MS);
+    for (const s of this.idle) this.closeSession(s);
+    this.idle = [];
+    this.token = undefined;
+    this.opts.library.finalize();
+  }
+
+  private async acquire(): Promise<pkcs11.Handle> {
+    for (;;) {
+      if (this.closed) throw new HsmError('HSM_UNAVAILABLE', 'hsm is shutting down', -1, 'acquire');
+      if (this.reopening) await this.reopening.catch(() => undefined);
+      if (!this.token) await this.reopenThrottled();
+      const session = this.idle.pop();
+      if (session) {
+        this.busy.add(session);
+        return session;
+      }
+      if (this.busy.size < this.opts.size) {
+        const fresh = this.openSession();
+        this.busy.add(fresh);
+        return fresh;
+      }
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  private release(session: pkcs11.Handle, generation: number, recovery: Recovery): void {
+    this.busy.delete(session);
+    if (generation !== this.generation || recovery === 'library') {
+      // Belongs to a library instance that is being (or was) re-initialised: just forget it.
+    } else if (recovery === 'session' || this.closed) {
+      this.closeSession(session);
+    } else {
+      this.idle.push(session);
+    }
+    this.waiters.shift()?.();
+  }
+
+  private async recover(recovery: Recovery): Promise<void> {
+    if (recovery === 'login') {
+      await this.use(async (s) => this.login(s));
+    } else if (recovery === 'library') {
+      await this.reopen();
+    }
+    // 'session': the broken one is closed; acquire opens a new one.
+  }
+
+  private async reopenThrottled(): Promise<void> {
+    if (Date.now() - this.lastReopenAt < REOPEN_INTERVAL_MS) {
+      throw new HsmError('HSM_UNAVAILABLE', `token unavailable: ${this.downReason ?? 'not open'}`, -1, 'open');
+    }
+    await this.reopen();
+  }
+
+  /** Re-initialises the library once, however many callers ask at the same time. */
+  private reopen(): Promise<void> {
+    this.reopening ??= (async () => {
+      this.lastReopenAt = Date.now();
+      this.generation++;
+      this.token = undefined;
+      this.idle = [];
+      await this.drained(DRAIN_BEFORE_REOPEN_MS);
+      this.opts.library.finalize();
+      try {
+        await this.open();
+        this.downReason = undefined;
+        this.opts.log.info({ token: this.opts.selector.label }, 'hsm re-initialised');
+      } catch (err) {
+        this.token = undefined;
+        this.downReason = asHsmError(err, 'open').message;
+        this.opts.log.error({ reason: this.downReason }, 'hsm unavailable');
+        throw new HsmError('HSM_UNAVAILABLE', `token unavailable: ${this.downReason}`, rvOf(err) ?? -1, 'open');
+      }
+    })().finally(() => {
+      this.reopening = undefined;
+    });
+    return this.reopening;
+  }
+
+  private async drained(limitMs: number): Promise<void> {
+    const deadline = Date.now() + limitMs;
+    while (this.busy.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  private openSession(): pkcs11.Handle {
+    const slot = this.tokenInfo.slot;
+    try {
+      return this.lib.C_OpenSession(slot, pkcs11.CKF_SERIAL_SESSION | pkcs11.CKF_RW_SESSION);
+    } catch (err) {
+      throw asHsmError(err, 'C_OpenSession', 'HSM_UNAVAILABLE');
+    }
+  }
+
+  private closeSession(session: pkcs11.Handle): void {
+    try {
+      this.lib.C_CloseSession(session);
+    } catch {
+      /* closing a broken session may fail; its objects go with it either way */
+    }
+  }
+
+  /** Login state is per application, so one C_Login serves every session. */
+  private login(session: pkcs11.Handle): void {
+    try {
+      this.lib.C_Login(session, pkcs11.CKU_USER, this.opts.pin);
+    } catch (err) {
+      if (rvOf(err) !== pkcs11.CKR_USER_ALREADY_LOGGED_IN) throw asHsmError(err, 'C_Login', 'HSM_UNAVAILABLE');
+    }
+  }
+}

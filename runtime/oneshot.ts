@@ -1,0 +1,47 @@
+// Runs one handler once, outside the poll loop: for testing and scripting. Prints exactly one
+// JSON line on stdout, {"output": …} (exit 0) or {"error": {code, message, retryable}} (exit 1).
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { handlerFor } from '../handlers/index.js';
+import { resolveHsmConfig, resolveStoreOptions, type Settings } from './config.js';
+import { ConfigError, toWireError } from './errors.js';
+import { Hsm } from './hsm/hsm.js';
+import { openStore } from './store/index.js';
+import type { WrappedKeyStore } from './store/store.js';
+import { VERSION } from './version.js';
+
+export interface OneShotResult {
+  line: string;
+  exitCode: 0 | 1;
+}
+
+export async function runOneShot(kind: string, input: unknown, settings: Settings, env: NodeJS.ProcessEnv, log: Logger): Promise<OneShotResult> {
+  const startedAt = performance.now();
+  const hsmConfig = resolveHsmConfig(settings, env);
+  const storeOptions = resolveStoreOptions(settings, env);
+  let hsm: Hsm | undefined;
+  let store: WrappedKeyStore | undefined;
+  try {
+    const handler = handlerFor(kind);
+    [hsm, store] = await Promise.all([Hsm.open(hsmConfig, log), openStore(storeOptions)]);
+    const jobId = `cli_${randomUUID()}`;
+    const ctx = {
+      jobId,
+      attempt: 1,
+      signal: new AbortController().signal,
+      log: log.child({ jobId, kind }),
+      hsm,
+      store,
+      driver: { version: VERSION, startedAt },
+    };
+    const output = await handler(input, ctx);
+    return { line: JSON.stringify({ output }), exitCode: 0 };
+  } catch (err) {
+    if (err instanceof ConfigError) throw err; // a start-up problem: main prints it and exits 2
+    const error = toWireError(err, [hsmConfig.pin]);
+    log.warn({ code: error.code, message: error.message }, 'job failed');
+    return { line: JSON.stringify({ error }), exitCode: 1 };
+  } finally {
+    await Promise.allSettled([hsm?.close(), store?.close()]);
+  }
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Makes a SoftHSM2 development token with an AES-256 master key in its own directory and
+# writes an env file for the driver. Idempotent: an existing token is kept.
+#
+#   scripts/dev-hsm.sh [DIR]        DIR defaults to .dev/softhsm
+#   MASTER_KEY_CEREMONY=public scripts/dev-hsm.sh DIR
+#        makes the master key without --private (CKA_PRIVATE=false), the weak posture
+#        FINDINGS.md warns about, so tests can check that the driver warns.
+#
+# The PINs are random and written to 0600 files; pkcs11-tool and softhsm2-util take them on
+# their command line because they have no other non-interactive way (dev tokens only).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$(mkdir -p "${1:-$here/../.dev/softhsm}" && cd "${1:-$here/../.dev/softhsm}" && pwd)
+label=${TOKEN_LABEL:-hsm-driver-dev}
+master=${MASTER_KEY_LABEL:-master}
+module=${PKCS11_MODULE:-}
+"$here/install-deps.sh"
+if [ -z "$module" ]; then
+  for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/local/lib/softhsm/libsofthsm2.so; do
+    [ -f "$m" ] && module=$m && break
+  done
+fi
+[ -n "$module" ] || { echo "dev-hsm: libsofthsm2.so not found; set PKCS11_MODULE" >&2; exit 1; }
+
+chmod 0700 "$dir"
+mkdir -p "$dir/tokens"
+cat > "$dir/softhsm2.conf" <<CONF
+directories.tokendir = $dir/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+export SOFTHSM2_CONF="$dir/softhsm2.conf"
+
+umask 077
+[ -s "$dir/user.pin" ] || od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$dir/user.pin"
+[ -s "$dir/so.pin" ] || od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$dir/so.pin"
+pin=$(cat "$dir/user.pin")
+
+if ! softhsm2-util --show-slots 2>/dev/null | grep -Eq "Label:[[:space:]]*$label[[:space:]]*\$"; then
+  softhsm2-util --init-token --free --label "$label" --pin "$pin" --so-pin "$(cat "$dir/so.pin")" >/dev/null
+fi
+
+p11() { pkcs11-tool --module "$module" --token-label "$label" --login --pin "$pin" "$@"; }
+if ! p11 --list-objects --type secrkey 2>/dev/null | grep -Eq "label:[[:space:]]*$master[[:space:]]*\$"; then
+  private=--private
+  [ "${MASTER_KEY_CEREMONY:-}" = public ] && private=
+  # shellcheck disable=SC2086
+  p11 --keygen --key-type AES:32 --label "$master" --id 01 --usage-wrap --sensitive $private >/dev/null 2>&1
+fi
+
+cat > "$dir/env" <<ENV
+export SOFTHSM2_CONF=$dir/softhsm2.conf
+export PKCS11_MODULE=$module
+export TOKEN_LABEL=$label
+export MASTER_KEY_LABEL=$master
+export USER_PIN_FILE=$dir/user.pin
+ENV
+echo "$dir/env"
