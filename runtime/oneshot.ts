@@ -6,7 +6,9 @@ import { handlerFor } from '../handlers/index.js';
 import { resolveHsmConfig, resolveStoreOptions, type Settings } from './config.js';
 import { ConfigError, toWireError } from './errors.js';
 import { Hsm } from './hsm/hsm.js';
+import { UnavailableHsm } from './hsm/unavailable.js';
 import { openStore } from './store/index.js';
+import { storeKind, UnavailableStore } from './store/unavailable.js';
 import type { WrappedKeyStore } from './store/store.js';
 import { VERSION } from './version.js';
 
@@ -23,15 +25,21 @@ export async function runOneShot(kind: string, input: unknown, settings: Setting
   let store: WrappedKeyStore | undefined;
   try {
     const handler = handlerFor(kind);
-    [hsm, store] = await Promise.all([Hsm.open(hsmConfig, log), openStore(storeOptions)]);
+    // health reports a part that is down instead of failing; other jobs need every part.
+    const [hsmOpen, storeOpen] = await Promise.allSettled([Hsm.open(hsmConfig, log), openStore(storeOptions)]);
+    if (hsmOpen.status === 'fulfilled') hsm = hsmOpen.value;
+    if (storeOpen.status === 'fulfilled') store = storeOpen.value;
+    for (const r of [hsmOpen, storeOpen]) if (r.status === 'rejected' && (r.reason instanceof ConfigError || kind !== 'health')) throw r.reason;
+    const hsmPort = hsm ?? new UnavailableHsm(hsmConfig.masterKeyLabel, hsmConfig.selector.label ?? '', (hsmOpen as PromiseRejectedResult).reason);
+    const storePort = store ?? new UnavailableStore(storeKind(storeOptions), (storeOpen as PromiseRejectedResult).reason);
     const jobId = `cli_${randomUUID()}`;
     const ctx = {
       jobId,
       attempt: 1,
       signal: new AbortController().signal,
       log: log.child({ jobId, kind }),
-      hsm,
-      store,
+      hsm: hsmPort,
+      store: storePort,
       driver: { version: VERSION, startedAt },
     };
     const output = await handler(input, ctx);

@@ -64,7 +64,7 @@ export class Hsm implements HsmPort {
   readonly pool: SessionPool;
   private readonly modes = new Map<string, Promise<AlgorithmMode>>();
   private masterHandles = new Map<string, pkcs11.Handle>();
-  private masterGeneration = -1;
+  private masterEpoch = '';
 
   private constructor(readonly config: HsmConfig, private readonly log: Logger) {
     this.library = new Pkcs11Library(config.module);
@@ -217,15 +217,19 @@ export class Hsm implements HsmPort {
     this.library.close();
   }
 
-  /** Master key handle by label, cached until the library is re-initialised. */
+  /** Master key handle by label, cached until the library is re-initialised or logs in again. */
   private masterKey(session: pkcs11.Handle, label: string): pkcs11.Handle {
-    if (this.masterGeneration !== this.pool.generation) {
+    if (this.masterEpoch !== this.pool.handleEpoch) {
       this.masterHandles = new Map();
-      this.masterGeneration = this.pool.generation;
+      this.masterEpoch = this.pool.handleEpoch;
     }
     const cached = this.masterHandles.get(label);
     if (cached) return cached;
     const found = findObjects(this.library.lib, session, masterKeyQuery(label), 2);
+    if (found.length === 0 && !this.pool.isLoggedIn(session)) {
+      // A private master key is invisible when logged out; say so, so the pool logs in again.
+      throw new HsmError('HSM_UNAVAILABLE', 'token is not logged in', pkcs11.CKR_USER_NOT_LOGGED_IN, 'C_FindObjects');
+    }
     if (found.length !== 1) {
       const why = found.length === 0 ? 'not found' : 'is ambiguous (several keys have that label)';
       throw new HsmError('HSM_UNAVAILABLE', `master key "${label}" ${why} on token ${this.pool.tokenInfo.label}`, -1, 'C_FindObjects');

@@ -22,6 +22,17 @@ const LIBRARY_BROKEN = new Set<number>([
   pkcs11.CKR_SLOT_ID_INVALID,
 ]);
 
+/**
+ * The application was logged out (a C_Logout or the last session closing, anywhere in the
+ * process, or a token that dropped it): log in again and look up object handles afresh, since
+ * tokens such as SoftHSM hand out new handles for private objects after a new login.
+ */
+const LOGIN_LOST = new Set<number>([
+  pkcs11.CKR_USER_NOT_LOGGED_IN,
+  pkcs11.CKR_UNWRAPPING_KEY_HANDLE_INVALID,
+  pkcs11.CKR_WRAPPING_KEY_HANDLE_INVALID,
+]);
+
 /** Login problems that no retry can fix without the operator: the token is unusable to us. */
 const LOGIN_FAILED = new Set<number>([
   pkcs11.CKR_PIN_INCORRECT,
@@ -37,11 +48,15 @@ export function rvOf(err: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+let names: Map<number, string> | undefined;
+
 export function rvName(rv: number): string {
-  for (const [name, value] of Object.entries(pkcs11)) {
-    if (name.startsWith('CKR_') && value === rv) return name;
+  if (!names) {
+    // The CommonJS module's own object: an ESM namespace of it may list only `default`.
+    const all = (pkcs11 as unknown as { default?: object }).default ?? pkcs11;
+    names = new Map(Object.entries(all).filter(([n, v]) => n.startsWith('CKR_') && typeof v === 'number').map(([n, v]) => [v as number, n]));
   }
-  return `CKR_0x${rv.toString(16)}`;
+  return names.get(rv) ?? `CKR_0x${rv.toString(16)}`;
 }
 
 export function recoveryFor(err: unknown): Recovery {
@@ -52,7 +67,7 @@ export function recoveryFor(err: unknown): Recovery {
 
 function recoveryForRv(rv: number): Recovery {
   if (SESSION_BROKEN.has(rv)) return 'session';
-  if (rv === pkcs11.CKR_USER_NOT_LOGGED_IN) return 'login';
+  if (LOGIN_LOST.has(rv)) return 'login';
   if (LIBRARY_BROKEN.has(rv)) return 'library';
   return 'none';
 }

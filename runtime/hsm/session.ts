@@ -18,6 +18,8 @@ export interface PoolOptions {
 
 type Token = TokenSummary & { label: string; serial: string };
 
+/** CK_STATE of a read/write session that is not logged in. */
+const CKS_RW_PUBLIC_SESSION = 2;
 /** Minimum pause between two attempts to bring a lost token back. */
 const REOPEN_INTERVAL_MS = 1000;
 /** How long a re-initialisation waits for calls still in flight on the old library. */
@@ -32,10 +34,16 @@ export class SessionPool {
   private lastReopenAt = 0;
   private downReason: string | undefined;
   private closed = false;
-  /** Bumped on every re-initialisation; object handles from an older generation are stale. */
+  /** Bumped on every re-initialisation; sessions from an older generation are dropped. */
   generation = 0;
+  private logins = 0;
 
   constructor(private readonly opts: PoolOptions) {}
+
+  /** Changes whenever cached object handles may have gone stale (new library or new login). */
+  get handleEpoch(): string {
+    return `${this.generation}.${this.logins}`;
+  }
 
   get lib(): pkcs11.PKCS11 {
     return this.opts.library.lib;
@@ -50,9 +58,7 @@ export class SessionPool {
   async open(): Promise<void> {
     this.opts.library.initialize();
     this.token = this.opts.library.findToken(this.opts.selector);
-    const session = this.openSession();
-    this.login(session);
-    this.idle.push(session);
+    this.idle.push(this.openSession());
   }
 
   /** Runs fn on a session of its own; after a recoverable failure, recovers and tries once more. */
@@ -120,7 +126,25 @@ export class SessionPool {
     } else if (recovery === 'library') {
       await this.reopen();
     }
-    // 'session': the broken one is closed; acquire opens a new one.
+    if (recovery === 'session') this.dropDeadIdleSessions();
+  }
+
+  /** One broken session often means all are (the token closed them): check the idle ones. */
+  private dropDeadIdleSessions(): void {
+    this.idle = this.idle.filter((s) => {
+      try {
+        this.lib.C_GetSessionInfo(s);
+        return true;
+      } catch {
+        this.closeSession(s);
+        return false;
+      }
+    });
+  }
+
+  /** True when this application is logged in (sessions report a USER state). */
+  isLoggedIn(session: pkcs11.Handle): boolean {
+    return this.lib.C_GetSessionInfo(session).state !== CKS_RW_PUBLIC_SESSION;
   }
 
   private async reopenThrottled(): Promise<void> {
@@ -160,13 +184,22 @@ export class SessionPool {
     while (this.busy.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 
+  /** Opens a session, logging in if the application is not (the token may have dropped it). */
   private openSession(): pkcs11.Handle {
     const slot = this.tokenInfo.slot;
+    let session: pkcs11.Handle;
     try {
-      return this.lib.C_OpenSession(slot, pkcs11.CKF_SERIAL_SESSION | pkcs11.CKF_RW_SESSION);
+      session = this.lib.C_OpenSession(slot, pkcs11.CKF_SERIAL_SESSION | pkcs11.CKF_RW_SESSION);
     } catch (err) {
       throw asHsmError(err, 'C_OpenSession', 'HSM_UNAVAILABLE');
     }
+    try {
+      if (!this.isLoggedIn(session)) this.login(session);
+    } catch (err) {
+      this.closeSession(session);
+      throw asHsmError(err, 'C_GetSessionInfo', 'HSM_UNAVAILABLE');
+    }
+    return session;
   }
 
   private closeSession(session: pkcs11.Handle): void {
@@ -179,6 +212,7 @@ export class SessionPool {
 
   /** Login state is per application, so one C_Login serves every session. */
   private login(session: pkcs11.Handle): void {
+    this.logins++;
     try {
       this.lib.C_Login(session, pkcs11.CKU_USER, this.opts.pin);
     } catch (err) {

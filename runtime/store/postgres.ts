@@ -204,10 +204,13 @@ function toStoreError(err: unknown, action: string, target: Target): Error {
   let detail = (typeof message === 'string' && message) || (typeof code === 'string' && code) || 'unknown error';
   if (err instanceof pg.DatabaseError && err.code) detail += ` (SQLSTATE ${err.code})`;
   for (const secret of target.secrets) detail = detail.split(secret).join('[redacted]');
+  // Not pg's error itself as the cause: pg can hang its client, password and all, on an error,
+  // and a logger serialising the cause would print it. Keep only the redacted text and code.
+  const cause = Object.assign(new Error(detail), { code: typeof code === 'string' ? code : undefined });
   return new DatabaseError(
     unavailable ? 'DATABASE_UNAVAILABLE' : 'INTERNAL',
     `PostgreSQL ${action} failed for ${target.where}: ${detail}`,
-    { cause: err },
+    { cause },
   );
 }
 

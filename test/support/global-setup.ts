@@ -1,2 +1,29 @@
-// Runs once before all test files: placeholder until the dev token is wired in.
-export default function setup(): void {}
+// Runs once before all test files: makes SoftHSM2 dev tokens in a temp dir (a good master key,
+// and one made without --private as plain pkcs11-tool does) and builds the bundle the CLI tests
+// run. The env it sets reaches every test worker.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..', '..');
+
+/** Reads the `export NAME=value` lines dev-hsm.sh writes. */
+export function readEnvFile(path: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of readFileSync(path, 'utf8').matchAll(/^export (\w+)=(.*)$/gm)) out[m[1]!] = m[2]!;
+  return out;
+}
+
+export default function setup(): () => void {
+  const dir = mkdtempSync(join(tmpdir(), 'hsm-driver-test-'));
+  const make = (sub: string, extra: Record<string, string>) =>
+    execFileSync('bash', [join(root, 'scripts/dev-hsm.sh'), join(dir, sub)], { env: { ...process.env, ...extra }, encoding: 'utf8' }).trim();
+  const good = make('good', { TOKEN_LABEL: 'hsm-driver-test' });
+  const weak = make('weak', { TOKEN_LABEL: 'hsm-driver-weak', MASTER_KEY_CEREMONY: 'public' });
+  Object.assign(process.env, readEnvFile(good));
+  process.env.TEST_WEAK_TOKEN_ENV = weak;
+  delete process.env.USER_PIN;
+  execFileSync(process.execPath, [join(root, 'build/bundle.mjs')], { stdio: 'ignore' });
+  return () => rmSync(dir, { recursive: true, force: true });
+}

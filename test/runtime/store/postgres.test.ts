@@ -3,9 +3,10 @@ import { inspect } from 'node:util';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../runtime/errors.js';
+import { LATEST_VERSION } from '../../../runtime/store/migrations.js';
 import { openPostgresStore } from '../../../runtime/store/postgres.js';
 import { admin, urlForDatabase, usePostgresDatabase } from '../../support/postgres.js';
-import { describeStoreContract } from './store-suite.js';
+import { describeStoreContract, wrappedRecord } from './store-suite.js';
 
 const databaseUrl = usePostgresDatabase();
 
@@ -40,6 +41,36 @@ describe('postgres store', () => {
     expect((err as Error).message).toContain('127.0.0.1:1/x');
     expect((err as Error).message).not.toContain('s3cretpw');
     expect(inspect(err, { depth: 5 })).not.toContain('s3cretpw');
+  });
+
+  it('keeps the password out of errors from a working connection too', async () => {
+    const url = new URL(databaseUrl());
+    url.username = 'postgres';
+    url.password = 's3cretpw'; // the test server trusts local connections, so any password will do
+    const store = await openPostgresStore(url.toString());
+    try {
+      const err: unknown = await store.insertIfAbsent(wrappedRecord({ wrappedKey: null })).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('SQLSTATE 23514') });
+      expect(inspect(err, { depth: 10 })).not.toContain('s3cretpw');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('lets drivers racing to migrate a fresh database each apply it once between them', async () => {
+    const fresh = `${new URL(databaseUrl()).pathname.slice(1)}_fresh`;
+    await admin(`CREATE DATABASE ${fresh}`);
+    try {
+      const stores = await Promise.all(Array.from({ length: 6 }, () => openPostgresStore(urlForDatabase(fresh))));
+      await Promise.all(stores.map((s) => s.close()));
+      const client = new pg.Client({ connectionString: urlForDatabase(fresh) });
+      await client.connect();
+      const { rows } = await client.query('SELECT version FROM schema_migrations ORDER BY version');
+      await client.end();
+      expect(rows.map((r) => r.version)).toEqual(Array.from({ length: LATEST_VERSION }, (_, i) => i + 1));
+    } finally {
+      await admin(`DROP DATABASE IF EXISTS ${fresh} WITH (FORCE)`);
+    }
   });
 
   it('reports DATABASE_UNAVAILABLE for a database that does not exist', async () => {
