@@ -65,6 +65,11 @@ export class Hsm implements HsmPort {
   private readonly modes = new Map<string, Promise<AlgorithmMode>>();
   private masterHandles = new Map<string, pkcs11.Handle>();
   private masterEpoch = '';
+  /**
+   * Token-object writes (resident keygen, discard) run one at a time: SoftHSM's file store
+   * returned CKR_GENERAL_ERROR for about 1 in 20 keygens made while another object was destroyed.
+   */
+  private tokenWrites: Promise<unknown> = Promise.resolve();
 
   private constructor(readonly config: HsmConfig, private readonly log: Logger) {
     this.library = new Pkcs11Library(config.module);
@@ -146,7 +151,7 @@ export class Hsm implements HsmPort {
   private generateResident(algorithm: Algorithm, keyId: string): Promise<GeneratedKey> {
     const lib = this.library.lib;
     const id = randomBytes(16);
-    return this.pool.use(async (s) => {
+    return this.oneTokenWriteAtATime(() => this.pool.use(async (s) => {
       const pair = await generateKeyPair(lib, s, algorithm, { mode: 'resident', id, label: keyId });
       try {
         const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
@@ -157,16 +162,24 @@ export class Hsm implements HsmPort {
       } finally {
         this.destroy(s, pair.publicKey);
       }
-    });
+    }));
   }
 
   /** Removes the token object of a resident key that lost a keygen race to another driver. */
   async discard(key: GeneratedKey): Promise<void> {
     const id = key.residentId;
     if (!id) return; // a wrapped key exists only as its blob: nothing in the HSM to remove
-    await this.pool.use(async (s) => {
-      for (const h of findObjects(this.library.lib, s, residentKeyQuery(id))) this.destroy(s, h);
-    });
+    await this.oneTokenWriteAtATime(() =>
+      this.pool.use(async (s) => {
+        for (const h of findObjects(this.library.lib, s, residentKeyQuery(id))) this.destroy(s, h);
+      }),
+    );
+  }
+
+  private oneTokenWriteAtATime<T>(write: () => Promise<T>): Promise<T> {
+    const result = this.tokenWrites.then(write, write);
+    this.tokenWrites = result.catch(() => undefined);
+    return result;
   }
 
   /** Signs with a stored key: unwrap into a session object, sign, destroy; or use the resident key. */

@@ -3,6 +3,7 @@ import pino from 'pino';
 import type { JobContext } from '../../runtime/context.js';
 import { resolveHsmConfig, settingsFrom, type Settings } from '../../runtime/config.js';
 import { Hsm } from '../../runtime/hsm/hsm.js';
+import type { HsmPort } from '../../runtime/context.js';
 import type { WrappedKeyStore } from '../../runtime/store/store.js';
 
 export const silentLog = pino({ level: 'silent' });
@@ -15,7 +16,7 @@ export function openTestHsm(overrides: Settings = {}): Promise<Hsm> {
   return Hsm.open(testHsmConfig(overrides), silentLog);
 }
 
-export function contextFor(hsm: Hsm, store: WrappedKeyStore, log = silentLog): JobContext {
+export function contextFor(hsm: HsmPort, store: WrappedKeyStore, log = silentLog): JobContext {
   return {
     jobId: 'test-job',
     attempt: 1,
