@@ -7,6 +7,7 @@ import { ConfigError, InputError, toWireError } from './errors.js';
 import { hsmList, hsmTest } from './hsm-commands.js';
 import { createLogger } from './log.js';
 import { runOneShot } from './oneshot.js';
+import { runDriver } from './driver.js';
 import { VERSION } from './version.js';
 
 export interface Io {
@@ -14,10 +15,14 @@ export interface Io {
   stderr: (line: string) => void;
   readStdin: () => string;
   env: NodeJS.ProcessEnv;
+  /** Returns a signal that aborts on the first SIGTERM/SIGINT (the second one forces exit). */
+  stopSignal: () => AbortSignal;
 }
 
-function withOptions<T>(y: Argv<T>): Argv<T> {
+/** Adds the configuration flags; the job API's only to `run`. */
+function withOptions<T>(y: Argv<T>, jobApi = false): Argv<T> {
   for (const [name, spec] of Object.entries(OPTIONS) as Array<[string, OptionSpec]>) {
+    if (spec.group === 'Job API' && !jobApi) continue;
     y = y.option(name, { type: spec.type, describe: `${spec.describe} [env ${spec.env}]`, group: `${spec.group}:` });
   }
   return y;
@@ -72,6 +77,14 @@ export async function runCli(args: string[], io: Io): Promise<number> {
   const parser = yargs(args)
     .scriptName('hsm-driver')
     .usage('$0 <command> [options]\n\nStateless PKCS#11 signer. The PIN comes from USER_PIN or --pin-file, never from a flag.')
+    .command(
+      'run',
+      'poll the job API over mutual TLS and answer jobs until SIGTERM/SIGINT',
+      (y) => withOptions(y, true),
+      async (argv) => {
+        exitCode = await runDriver(settingsOf(argv), io.env, loggerOf(argv), io.stopSignal());
+      },
+    )
     .command(oneShot('keygen', 'generate a key in the HSM, wrap it and store it (one job, one JSON line)'))
     .command(oneShot('sign', 'sign with a stored key (one job, one JSON line)'))
     .command(oneShot('health', 'report HSM, master key and database health (one job, one JSON line)'))

@@ -29,6 +29,15 @@ export const OPTIONS = {
   sessions: { env: 'HSM_SESSIONS', type: 'number', group: 'HSM', describe: 'PKCS#11 sessions in the pool [default: 4]' },
   'sqlite-path': { env: 'SQLITE_PATH', type: 'string', group: 'Database', describe: 'SQLite file, used when no PostgreSQL URL is set [default: ~/.local/share/hsm-driver/keys.db]' },
   'postgres-url': { env: 'POSTGRES_URL', type: 'string', group: 'Database', describe: 'PostgreSQL connection URL (shared by several drivers)' },
+  'proxy-addr': { env: 'PROXY_ADDR', type: 'string', group: 'Job API', describe: 'job API address host:port (base URL https://host:port/v1)' },
+  'client-cert': { env: 'CLIENT_CERT', type: 'string', group: 'Job API', describe: "this driver's certificate, PEM (leaf, then its intermediate)" },
+  'client-key': { env: 'CLIENT_KEY', type: 'string', group: 'Job API', describe: "this driver's private key, PEM" },
+  'ca-cert': { env: 'CA_CERT', type: 'string', group: 'Job API', describe: "CA bundle the job API's certificate must chain to, PEM" },
+  concurrency: { env: 'CONCURRENCY', type: 'number', group: 'Job API', describe: 'jobs in flight at once [default: --sessions]' },
+  'drain-timeout': { env: 'DRAIN_TIMEOUT', type: 'number', group: 'Job API', describe: 'seconds to let running jobs finish on SIGTERM [default: 30]' },
+  'poll-wait': { env: 'POLL_WAIT', type: 'number', group: 'Job API', describe: 'long-poll wait in seconds, 0 to 30 [default: 30]' },
+  'backoff-max': { env: 'BACKOFF_MAX', type: 'number', group: 'Job API', describe: 'longest pause in seconds between retries of a failing API or HSM [default: 15]' },
+  'health-interval': { env: 'HEALTH_INTERVAL', type: 'number', group: 'Job API', describe: 'seconds between background HSM and database checks [default: 10]' },
   'log-level': { env: 'LOG_LEVEL', type: 'string', group: 'Logging', describe: 'fatal, error, warn, info, debug or trace [default: info]' },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -100,10 +109,10 @@ export function parseResidentAlgorithms(value: string | undefined): Algorithm[] 
   });
 }
 
-function positiveInt(value: string | undefined, name: string, fallback: number): number {
+function wholeNumber(value: string | undefined, name: string, fallback: number, min = 1, max = 1024): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new ConfigError(`--${name} must be a whole number from 1 to 1024, got "${value}"`);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`--${name} must be a whole number from ${min} to ${max}, got "${value}"`);
   return n;
 }
 
@@ -114,7 +123,7 @@ export function resolveHsmConfig(s: Settings, env: NodeJS.ProcessEnv): HsmConfig
     module: resolveModule(s, env),
     selector: { label: s['token-label'], serial: s['token-serial'], slot },
     pin: readPin(s, env),
-    sessions: positiveInt(s.sessions, 'sessions', 4),
+    sessions: wholeNumber(s.sessions, 'sessions', 4),
     masterKeyLabel: s['master-key-label'] ?? 'master',
     wrapMechanism: parseWrapMechanism(s['wrap-mechanism'] ?? DEFAULT_WRAP_MECHANISM),
     residentAlgorithms: parseResidentAlgorithms(s['resident-algorithms']),
@@ -129,4 +138,33 @@ export function defaultSqlitePath(env: NodeJS.ProcessEnv): string {
 export function resolveStoreOptions(s: Settings, env: NodeJS.ProcessEnv): StoreOptions {
   const postgresUrl = s['postgres-url'];
   return postgresUrl ? { postgresUrl, sqlitePath: '' } : { sqlitePath: s['sqlite-path'] ?? defaultSqlitePath(env) };
+}
+
+export interface RunConfig {
+  proxyAddr: string;
+  clientCert?: string;
+  clientKey?: string;
+  caCert?: string;
+  concurrency: number;
+  drainTimeoutMs: number;
+  pollWaitSeconds: number;
+  backoffCapMs: number;
+  healthIntervalMs: number;
+}
+
+export function resolveRunConfig(s: Settings, sessions: number): RunConfig {
+  const proxyAddr = s['proxy-addr'];
+  if (!proxyAddr) throw new ConfigError('no job API address: set --proxy-addr host:port (PROXY_ADDR)');
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(proxyAddr)) throw new ConfigError(`--proxy-addr must be host:port, got "${proxyAddr}"`);
+  return {
+    proxyAddr,
+    clientCert: s['client-cert'],
+    clientKey: s['client-key'],
+    caCert: s['ca-cert'],
+    concurrency: wholeNumber(s.concurrency, 'concurrency', sessions),
+    drainTimeoutMs: wholeNumber(s['drain-timeout'], 'drain-timeout', 30, 0, 3600) * 1000,
+    pollWaitSeconds: wholeNumber(s['poll-wait'], 'poll-wait', 30, 0, 30),
+    backoffCapMs: wholeNumber(s['backoff-max'], 'backoff-max', 15, 1, 3600) * 1000,
+    healthIntervalMs: wholeNumber(s['health-interval'], 'health-interval', 10, 1, 3600) * 1000,
+  };
 }

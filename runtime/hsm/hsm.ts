@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import * as pkcs11 from 'pkcs11js';
 import type { Logger } from 'pino';
 import { ALGORITHMS, ALGORITHM_SPECS, type Algorithm } from '../crypto/algorithms.js';
-import { HsmError, KeyIntegrityError, UnsupportedAlgorithmError } from '../errors.js';
+import { ConfigError, DriverError, HsmError, KeyIntegrityError, UnsupportedAlgorithmError } from '../errors.js';
 import type { KeyRecord } from '../store/store.js';
 import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, unwrapIntoSession, wrapKey, type SignRequest } from './keys.js';
 import { checkMasterKey } from './master-key.js';
@@ -81,13 +81,39 @@ export class Hsm implements HsmPort {
     const hsm = new Hsm(config, log);
     try {
       await hsm.pool.open();
-      const warnings = await hsm.pool.use(async (s) => checkMasterKey(hsm.library.lib, s, hsm.masterKey(s, config.masterKeyLabel)));
-      for (const warning of warnings) log.warn({ masterKey: config.masterKeyLabel, warning }, 'MASTER KEY POSTURE IS WEAK');
+      await hsm.warnAboutMasterKey();
       return hsm;
     } catch (err) {
       await hsm.close();
       throw err;
     }
+  }
+
+  /**
+   * For the long-running driver: a token that is down (or not visible yet) at start is not
+   * fatal; the pool keeps trying and the readiness gate waits. A PIN the token rejected is
+   * fatal: retrying it would lock the token.
+   */
+  static async start(config: HsmConfig, log: Logger): Promise<Hsm> {
+    const hsm = new Hsm(config, log);
+    try {
+      await hsm.pool.open();
+      await hsm.warnAboutMasterKey();
+    } catch (err) {
+      if (hsm.pool.pinRejected || !(err instanceof DriverError || err instanceof ConfigError)) {
+        await hsm.close();
+        throw err;
+      }
+      hsm.pool.markDown(err.message);
+      log.error({ reason: err.message }, 'hsm unavailable at start; will keep trying');
+    }
+    return hsm;
+  }
+
+  private async warnAboutMasterKey(): Promise<void> {
+    const label = this.config.masterKeyLabel;
+    const warnings = await this.pool.use(async (s) => checkMasterKey(this.library.lib, s, this.masterKey(s, label)));
+    for (const warning of warnings) this.log.warn({ masterKey: label, warning }, 'MASTER KEY POSTURE IS WEAK');
   }
 
   get libraryDescription(): string {

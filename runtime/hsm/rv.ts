@@ -34,7 +34,7 @@ const LOGIN_LOST = new Set<number>([
 ]);
 
 /** Login problems that no retry can fix without the operator: the token is unusable to us. */
-const LOGIN_FAILED = new Set<number>([
+export const PIN_REJECTED = new Set<number>([
   pkcs11.CKR_PIN_INCORRECT,
   pkcs11.CKR_PIN_LOCKED,
   pkcs11.CKR_PIN_EXPIRED,
@@ -73,7 +73,7 @@ function recoveryForRv(rv: number): Recovery {
 }
 
 function codeForRv(rv: number): ErrorCode {
-  if (LIBRARY_BROKEN.has(rv) || LOGIN_FAILED.has(rv) || SESSION_BROKEN.has(rv)) return 'HSM_UNAVAILABLE';
+  if (LIBRARY_BROKEN.has(rv) || PIN_REJECTED.has(rv) || SESSION_BROKEN.has(rv)) return 'HSM_UNAVAILABLE';
   if (rv === pkcs11.CKR_USER_NOT_LOGGED_IN) return 'HSM_UNAVAILABLE';
   return 'INTERNAL';
 }

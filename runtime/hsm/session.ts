@@ -5,7 +5,7 @@ import * as pkcs11 from 'pkcs11js';
 import type { Logger } from 'pino';
 import { HsmError } from '../errors.js';
 import { Pkcs11Library, type TokenSelector, type TokenSummary } from './module.js';
-import { asHsmError, recoveryFor, rvOf, type Recovery } from './rv.js';
+import { PIN_REJECTED, asHsmError, recoveryFor, rvName, rvOf, type Recovery } from './rv.js';
 
 export interface PoolOptions {
   library: Pkcs11Library;
@@ -34,6 +34,8 @@ export class SessionPool {
   private lastReopenAt = 0;
   private downReason: string | undefined;
   private closed = false;
+  /** Set once the token rejects the PIN: never retried, since retries would lock the token. */
+  pinRejected: string | undefined;
   /** Bumped on every re-initialisation; sessions from an older generation are dropped. */
   generation = 0;
   private logins = 0;
@@ -59,6 +61,14 @@ export class SessionPool {
     this.opts.library.initialize();
     this.token = this.opts.library.findToken(this.opts.selector);
     this.idle.push(this.openSession());
+  }
+
+  /** Records that the token could not be opened; acquire retries it at most once a second. */
+  markDown(reason: string): void {
+    this.token = undefined;
+    this.downReason = reason;
+    this.lastReopenAt = Date.now();
+    this.opts.library.finalize();
   }
 
   /** Runs fn on a session of its own; after a recoverable failure, recovers and tries once more. */
@@ -212,11 +222,17 @@ export class SessionPool {
 
   /** Login state is per application, so one C_Login serves every session. */
   private login(session: pkcs11.Handle): void {
+    if (this.pinRejected) {
+      throw new HsmError('HSM_UNAVAILABLE', `the token rejected the PIN (${this.pinRejected}); not retrying, to avoid locking it: fix the PIN and restart`, -1, 'C_Login');
+    }
     this.logins++;
     try {
       this.lib.C_Login(session, pkcs11.CKU_USER, this.opts.pin);
     } catch (err) {
-      if (rvOf(err) !== pkcs11.CKR_USER_ALREADY_LOGGED_IN) throw asHsmError(err, 'C_Login', 'HSM_UNAVAILABLE');
+      const rv = rvOf(err);
+      if (rv === pkcs11.CKR_USER_ALREADY_LOGGED_IN) return;
+      if (rv !== undefined && PIN_REJECTED.has(rv)) this.pinRejected = rvName(rv);
+      throw asHsmError(err, 'C_Login', 'HSM_UNAVAILABLE');
     }
   }
 }

@@ -1,0 +1,55 @@
+// Runs one leased job: find its handler, run it with a context, turn any failure into its wire
+// error (once, here), post the answer, log the outcome. Never throws.
+import type { Logger } from 'pino';
+import { handlerFor } from '../handlers/index.js';
+import type { DriverInfo, HsmPort } from './context.js';
+import { toWireError, type WireError } from './errors.js';
+import type { Answer, JobApi, LeasedJob } from './job-api.js';
+import type { Readiness } from './readiness.js';
+import type { WrappedKeyStore } from './store/store.js';
+
+export interface DispatchDeps {
+  api: Pick<JobApi, 'answer'>;
+  hsm: HsmPort;
+  store: WrappedKeyStore;
+  readiness: Pick<Readiness, 'report'>;
+  driver: DriverInfo;
+  log: Logger;
+  /** Secrets that must never reach an error message (the PIN). */
+  redact: readonly string[];
+}
+
+export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> {
+  const started = performance.now();
+  const log = deps.log.child({ jobId: job.id, kind: typeof job.kind === 'string' ? job.kind.slice(0, 40) : typeof job.kind, attempt: job.attempt });
+  // Handlers may stop early when the lease is gone: the answer would be refused anyway.
+  const signal = AbortSignal.timeout(Math.max(0, job.leaseExpiresAt.getTime() - Date.now()));
+  let answer: Answer;
+  let error: WireError | undefined;
+  try {
+    const handler = handlerFor(job.kind);
+    const output = await handler(job.input, { jobId: job.id, attempt: job.attempt, signal, log, hsm: deps.hsm, store: deps.store, driver: deps.driver });
+    answer = { output };
+  } catch (err) {
+    error = toWireError(err, deps.redact);
+    if (error.code === 'INTERNAL') log.error({ err: describe(err) }, 'job failed with an internal error');
+    deps.readiness.report(error.code, error.message);
+    answer = { error };
+  }
+  let delivery: string;
+  try {
+    delivery = await deps.api.answer(job, answer);
+  } catch (err) {
+    delivery = `failed: ${(err as Error).message}`;
+  }
+  const durationMs = Math.round(performance.now() - started);
+  const fields = { durationMs, outcome: error ? 'error' : 'output', code: error?.code, delivery };
+  if (delivery === 'accepted') log.info(fields, 'job done');
+  else log.warn(fields, 'job answer not delivered');
+}
+
+/** Name and first line of an unexpected error, for the log (never the wire). */
+function describe(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message.split('\n')[0]}`.slice(0, 300);
+  return String(err).slice(0, 300);
+}

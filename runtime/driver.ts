@@ -1,0 +1,76 @@
+// `hsm-driver run`: wires configuration, HSM, store, job API, readiness gate and poll loop;
+// then, when told to stop, drains running jobs and closes everything. Returns the exit code.
+import type { Logger } from 'pino';
+import { resolveHsmConfig, resolveRunConfig, resolveStoreOptions, type Settings } from './config.js';
+import { runJob } from './dispatch.js';
+import { Hsm } from './hsm/hsm.js';
+import { JobApi, type LeasedJob } from './job-api.js';
+import { pollLoop, type DriverState } from './loop.js';
+import { Readiness } from './readiness.js';
+import { Semaphore } from './semaphore.js';
+import { ReopeningStore } from './store/reopening.js';
+import { loadClientTls } from './tls.js';
+import { sleep } from './backoff.js';
+import { VERSION } from './version.js';
+
+export async function runDriver(settings: Settings, env: NodeJS.ProcessEnv, log: Logger, stop: AbortSignal): Promise<number> {
+  const startedAt = performance.now();
+  let state: DriverState = 'starting';
+  const setState = (next: DriverState) => {
+    if (next === state) return;
+    log.info({ state: next, previous: state }, 'driver state');
+    state = next;
+  };
+  log.info({ state, version: VERSION }, 'driver state');
+
+  // Configuration problems end the process now, with one line; the rest is retried forever.
+  const hsmConfig = resolveHsmConfig(settings, env);
+  const run = resolveRunConfig(settings, hsmConfig.sessions);
+  const tls = loadClientTls(run);
+  const api = new JobApi(run.proxyAddr, tls, VERSION, log);
+  const hsm = await Hsm.start(hsmConfig, log);
+  const store = await ReopeningStore.start(resolveStoreOptions(settings, env), log).catch(async (err: unknown) => {
+    await hsm.close();
+    throw err;
+  });
+
+  const readiness = new Readiness(
+    {
+      hsm: async () => {
+        const health = await hsm.health();
+        if (!health.ok) throw new Error(health.error ?? 'hsm not ok');
+        await hsm.checkMasterKeyPresent();
+      },
+      database: () => store.ping(),
+    },
+    log,
+    run.backoffCapMs,
+  );
+  const deps = { api, hsm, store, readiness, driver: { version: VERSION, startedAt }, log, redact: [hsmConfig.pin] };
+  const inFlight = new Set<Promise<void>>();
+  const track = (job: LeasedJob) => {
+    const p = runJob(job, deps);
+    inFlight.add(p);
+    return p.finally(() => inFlight.delete(p));
+  };
+
+  // A token or database that dies while the driver is idle is noticed without a job failing.
+  const background = setInterval(() => void (readiness.ready && readiness.probe()), run.healthIntervalMs);
+  try {
+    if (await readiness.probe()) await hsm.allModes().catch(() => undefined); // probe algorithms up front
+    await pollLoop(
+      { api, readiness, slots: new Semaphore(run.concurrency), runJob: track, setState, log, pollWaitSeconds: run.pollWaitSeconds, backoffCapMs: run.backoffCapMs },
+      stop,
+    );
+  } finally {
+    clearInterval(background);
+  }
+
+  setState('draining');
+  const drained = await Promise.race([Promise.allSettled([...inFlight]).then(() => true), sleep(run.drainTimeoutMs).then(() => false)]);
+  if (!drained) log.error({ jobs: inFlight.size }, 'drain timeout: running jobs are left to lease expiry');
+  await api.close();
+  if (drained) await Promise.allSettled([hsm.close(), store.close()]);
+  setState('stopped');
+  return drained ? 0 : 1;
+}

@@ -1,0 +1,52 @@
+// The poll loop, readable in one screen: wait until ready → reserve a slot → long-poll for a
+// job → run it without waiting → repeat. API faults back off and never end the loop.
+import type { Logger } from 'pino';
+import { Backoff, sleep } from './backoff.js';
+import type { JobApi, LeasedJob } from './job-api.js';
+import type { Readiness } from './readiness.js';
+import type { Semaphore } from './semaphore.js';
+
+export type DriverState = 'starting' | 'running' | 'degraded' | 'draining' | 'stopped';
+
+export interface LoopDeps {
+  api: Pick<JobApi, 'next'>;
+  readiness: Pick<Readiness, 'ready' | 'readySignal' | 'waitUntilReady'>;
+  slots: Semaphore;
+  runJob: (job: LeasedJob) => Promise<void>;
+  setState: (state: DriverState) => void;
+  log: Logger;
+  pollWaitSeconds: number;
+  backoffCapMs: number;
+}
+
+/** Returns when `stop` aborts; jobs already started keep running (the caller drains them). */
+export async function pollLoop(deps: LoopDeps, stop: AbortSignal): Promise<void> {
+  const backoff = new Backoff(250, deps.backoffCapMs);
+  while (!stop.aborted) {
+    if (!deps.readiness.ready) {
+      deps.setState('degraded');
+      await deps.readiness.waitUntilReady(stop);
+      continue;
+    }
+    deps.setState('running');
+    if (!(await deps.slots.acquire(stop))) break;
+    let job: LeasedJob | null;
+    try {
+      job = await deps.api.next(deps.pollWaitSeconds, AbortSignal.any([stop, deps.readiness.readySignal]));
+      backoff.reset();
+    } catch (err) {
+      deps.slots.release();
+      if (stop.aborted) break;
+      if (!deps.readiness.ready) continue; // the gate closed mid-poll: not an API fault
+      const delayMs = backoff.next();
+      deps.log.warn({ err: (err as Error).message, delayMs }, 'poll failed, backing off');
+      await sleep(delayMs, stop);
+      continue;
+    }
+    if (!job) {
+      deps.slots.release();
+      continue;
+    }
+    void deps.runJob(job).finally(() => deps.slots.release());
+  }
+}
