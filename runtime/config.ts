@@ -95,7 +95,12 @@ export function readPin(s: Settings, env: NodeJS.ProcessEnv): string {
   if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
     throw new ConfigError(`PIN file ${file} is open to group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
   }
-  const pin = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  let pin: string;
+  try {
+    pin = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new ConfigError(`PIN file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
   if (pin === '') throw new ConfigError(`PIN file ${file} is empty`);
   return pin;
 }

@@ -1,6 +1,6 @@
 // Runs once before all test files: makes SoftHSM2 dev tokens in a temp dir (a good master key,
 // and one made without --private as plain pkcs11-tool does) and builds the bundle the CLI tests
-// run. The env it sets reaches every test worker.
+// run (HSM_DRIVER_BUNDLE). The env it sets reaches every test worker.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,8 @@ export default function setup(): () => void {
   Object.assign(process.env, readEnvFile(good));
   process.env.TEST_WEAK_TOKEN_ENV = weak;
   delete process.env.USER_PIN;
-  execFileSync(process.execPath, [join(root, 'build/bundle.mjs')], { stdio: 'ignore' });
+  // The tests run a bundle of their own, outside the repo: it must need nothing beside it.
+  process.env.HSM_DRIVER_BUNDLE = join(dir, 'dist', 'hsm-driver.cjs');
+  execFileSync(process.execPath, [join(root, 'build/bundle.mjs'), '--outdir', join(dir, 'dist')], { stdio: 'ignore' });
   return () => rmSync(dir, { recursive: true, force: true });
 }
