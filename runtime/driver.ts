@@ -67,7 +67,9 @@ export async function runDriver(settings: Settings, env: NodeJS.ProcessEnv, log:
   }
 
   setState('draining');
-  const drained = await Promise.race([Promise.allSettled([...inFlight]).then(() => true), sleep(run.drainTimeoutMs).then(() => false)]);
+  const drainTimer = new AbortController(); // so the timer does not hold the process open after a drain
+  const drained = await Promise.race([Promise.allSettled([...inFlight]).then(() => true), sleep(run.drainTimeoutMs, drainTimer.signal).then(() => false)]);
+  drainTimer.abort();
   if (!drained) log.error({ jobs: inFlight.size }, 'drain timeout: running jobs are left to lease expiry');
   await api.close();
   if (drained) await Promise.allSettled([hsm.close(), store.close()]);

@@ -233,7 +233,15 @@ export class Hsm implements HsmPort {
     const base = { library: '', tokenLabel: this.config.selector.label ?? '', tokenSerial: this.config.selector.serial ?? '' };
     try {
       base.library = this.libraryDescription;
-      await this.pool.use(async (s) => void this.library.lib.C_GetSessionInfo(s));
+      // A round trip to the token itself, not just to the library's session table.
+      await this.pool.use(async (s) => {
+        this.library.lib.C_GetSessionInfo(s);
+        try {
+          this.library.lib.C_GetTokenInfo(this.pool.tokenInfo.slot);
+        } catch (err) {
+          throw asHsmError(err, 'C_GetTokenInfo');
+        }
+      });
       const token = this.pool.tokenInfo;
       return { ok: true, ...base, tokenLabel: token.label, tokenSerial: token.serial, latencyMs: elapsed(started) };
     } catch (err) {
@@ -241,9 +249,12 @@ export class Hsm implements HsmPort {
     }
   }
 
-  /** Checks the master key is on the token; the error text is safe to report. */
+  /** Looks the master key up afresh (not from the cache); the error text is safe to report. */
   async checkMasterKeyPresent(): Promise<void> {
-    await this.pool.use(async (s) => void this.masterKey(s, this.config.masterKeyLabel));
+    await this.pool.use(async (s) => {
+      this.masterHandles.delete(this.config.masterKeyLabel);
+      this.masterKey(s, this.config.masterKeyLabel);
+    });
   }
 
   /** Session objects alive in this application: every one the driver makes must be gone again. */
