@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { resolveHsmConfig, resolveRunConfig, resolveStoreOptions, type Settings } from './config.js';
 import { runJob } from './dispatch.js';
 import { Hsm } from './hsm/hsm.js';
+import { HsmError } from './errors.js';
 import { JobApi, type LeasedJob } from './job-api.js';
 import { pollLoop, type DriverState } from './loop.js';
 import { Readiness } from './readiness.js';
@@ -38,7 +39,7 @@ export async function runDriver(settings: Settings, env: NodeJS.ProcessEnv, log:
     {
       hsm: async () => {
         const health = await hsm.health();
-        if (!health.ok) throw new Error(health.error ?? 'hsm not ok');
+        if (!health.ok) throw new HsmError('HSM_UNAVAILABLE', health.error ?? 'hsm not ok', -1, 'health');
         await hsm.checkMasterKeyPresent();
       },
       database: () => store.ping(),

@@ -231,20 +231,25 @@ export class Hsm implements HsmPort {
   async health(): Promise<HsmHealth> {
     const started = performance.now();
     const base = { library: '', tokenLabel: this.config.selector.label ?? '', tokenSerial: this.config.selector.serial ?? '' };
+    let tokenLost = false;
     try {
-      base.library = this.libraryDescription;
       // A round trip to the token itself, not just to the library's session table.
       await this.pool.use(async (s) => {
         this.library.lib.C_GetSessionInfo(s);
         try {
           this.library.lib.C_GetTokenInfo(this.pool.tokenInfo.slot);
         } catch (err) {
+          tokenLost = true;
           throw asHsmError(err, 'C_GetTokenInfo');
         }
       });
+      base.library = this.libraryDescription; // after use(): it re-initialises a library that was lost
       const token = this.pool.tokenInfo;
       return { ok: true, ...base, tokenLabel: token.label, tokenSerial: token.serial, latencyMs: elapsed(started) };
     } catch (err) {
+      // A token that stops answering is only seen again after C_Finalize/C_Initialize (SoftHSM
+      // whose storage went away; network HSMs after an outage): re-initialise for the next check.
+      if (tokenLost) await this.pool.reinitialize().catch(() => undefined);
       return { ok: false, ...base, latencyMs: elapsed(started), error: asHsmError(err, 'health').message };
     }
   }

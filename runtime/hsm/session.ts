@@ -164,6 +164,11 @@ export class SessionPool {
     await this.reopen();
   }
 
+  /** Re-initialises the library now (throws HSM_UNAVAILABLE if the token is still gone). */
+  reinitialize(): Promise<void> {
+    return this.reopen();
+  }
+
   /** Re-initialises the library once, however many callers ask at the same time. */
   private reopen(): Promise<void> {
     this.reopening ??= (async () => {
