@@ -93,6 +93,8 @@ test('the token going away: the driver stops polling, and resumes when it is bac
 
   renameSync(tokens, `${tokens}.away`);
   await driver.waitForLog(stateIs('degraded'), 10_000);
+  // The driver ended its pending long poll; wait until the server has seen that connection go.
+  for (let i = 0; i < 100 && server.stats().openPolls > 0; i++) await new Promise((r) => setTimeout(r, 20));
   const pollsWhileDown = server.polls().length;
   const id = server.enqueue('sign', { keyId: 'outage.k', data: '33'.repeat(32), encoding: 'digest' });
   await new Promise((r) => setTimeout(r, 2500));
@@ -122,5 +124,19 @@ test('a database that does not exist yet: degraded at start, running once it is 
     await driver.stop();
     driver = undefined;
     await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  }
+});
+
+test('certificates that are missing or do not match the key are refused at start with one line', async () => {
+  const cases: Array<[Partial<Parameters<typeof spawnDriver>[0]>, RegExp]> = [
+    [{ clientKey: 'rogue.key' }, /^hsm-driver: client key .* does not match the certificate/],
+    [{ clientCert: 'absent.pem' }, /^hsm-driver: client certificate .*absent.pem cannot be read \(ENOENT\)$/],
+  ];
+  for (const [opts, line] of cases) {
+    const d = spawnDriver({ pki, proxyAddr: server.proxyAddr, sqlitePath: freshDb(), ...opts });
+    expect(await d.exited).toBe(2);
+    const lines = d.stderr().split('\n').filter((l) => l.startsWith('hsm-driver:'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(line);
   }
 });
