@@ -17,6 +17,8 @@ export interface DispatchDeps {
   log: Logger;
   /** Secrets that must never reach an error message (the PIN). */
   redact: readonly string[];
+  /** The driver's state, logged with each job's outcome. */
+  state: () => string;
 }
 
 export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> {
@@ -43,7 +45,7 @@ export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> 
     delivery = `failed: ${(err as Error).message}`;
   }
   const durationMs = Math.round(performance.now() - started);
-  const fields = { durationMs, outcome: error ? 'error' : 'output', code: error?.code, delivery };
+  const fields = { durationMs, outcome: error ? 'error' : 'output', code: error?.code, delivery, state: deps.state() };
   if (delivery === 'accepted') log.info(fields, 'job done');
   else log.warn(fields, 'job answer not delivered');
 }

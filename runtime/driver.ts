@@ -47,7 +47,7 @@ export async function runDriver(settings: Settings, env: NodeJS.ProcessEnv, log:
     log,
     run.backoffCapMs,
   );
-  const deps = { api, hsm, store, readiness, driver: { version: VERSION, startedAt }, log, redact: [hsmConfig.pin] };
+  const deps = { api, hsm, store, readiness, driver: { version: VERSION, startedAt }, log, redact: [hsmConfig.pin], state: () => state };
   const inFlight = new Set<Promise<void>>();
   const track = (job: LeasedJob) => {
     const p = runJob(job, deps);
