@@ -27,13 +27,12 @@ export async function sign(raw: unknown, ctx: JobContext): Promise<SignOutput> {
   const { request, verify } = plan(record, obj, data, encoding);
 
   const signature = await ctx.hsm.sign(record, request);
-  let verified: boolean;
-  try {
-    verified = verifySignature({ ...verify, signature } as VerifyRequest);
-  } catch (err) {
-    throw new KeyIntegrityError(`stored public key of ${keyId} is unusable: ${(err as Error).message}`);
-  }
-  if (!verified) throw new KeyIntegrityError(`signature by ${keyId} did not verify against its stored public key`);
+  const spec = ALGORITHM_SPECS[record.algorithm];
+  // For secp256k1 and P-256 the recovery id comes from recovering the public key from (r, s)
+  // and the digest and matching it to the stored key. A match is itself an ECDSA verification
+  // (for Q = r⁻¹(sR − zG), u1·G + u2·Q = R), so a second verify would repeat the same curve
+  // arithmetic on the event loop: it is skipped there, and done for every other algorithm.
+  if (!(spec.family === 'ecdsa' && spec.recoverable)) verifyOrThrow(keyId, { ...verify, signature } as VerifyRequest);
 
   if (request.kind !== 'ecdsa') return { signature: signature.toString('hex') };
   try {
@@ -42,6 +41,16 @@ export async function sign(raw: unknown, ctx: JobContext): Promise<SignOutput> {
     if (err instanceof EcdsaRecoveryError) throw new KeyIntegrityError(`signature by ${keyId}: ${err.message}`);
     throw err;
   }
+}
+
+function verifyOrThrow(keyId: string, request: VerifyRequest): void {
+  let verified: boolean;
+  try {
+    verified = verifySignature(request);
+  } catch (err) {
+    throw new KeyIntegrityError(`stored public key of ${keyId} is unusable: ${(err as Error).message}`);
+  }
+  if (!verified) throw new KeyIntegrityError(`signature by ${keyId} did not verify against its stored public key`);
 }
 
 /** A verify request before the signature exists (distributed over the union's members). */
