@@ -140,3 +140,17 @@ test('certificates that are missing or do not match the key are refused at start
     expect(lines[0]).toMatch(line);
   }
 });
+
+test('429 and 5xx answers to a poll are backed off from, then the job is taken', async () => {
+  driver = spawnDriver({ pki, proxyAddr: server.proxyAddr, sqlitePath: freshDb() });
+  await driver.waitForLog(stateIs('running'));
+  server.failNextPolls(2, 429);
+  await driver.waitForLog(pollFailed(/429/));
+  server.failNextPolls(2, 503);
+  const id = server.enqueue('health', {});
+  await driver.waitForLog(pollFailed(/503/));
+  expect((await server.waitForCompletion(id, 20_000)).result).toMatchObject({ ok: true });
+  const delays = driver.logs.filter((l) => l.msg === 'poll failed, backing off').map((l) => l.delayMs as number);
+  expect(delays.length).toBeGreaterThanOrEqual(2);
+  expect(Math.max(...delays)).toBeLessThanOrEqual(1000); // --backoff-max 1
+});
