@@ -8,7 +8,8 @@ import { hsmList, hsmTest } from './hsm-commands.js';
 import { createLogger } from './log.js';
 import { runOneShot } from './oneshot.js';
 import { runDriver } from './driver.js';
-import { VERSION } from './version.js';
+import { installService } from './service.js';
+import { versionLines } from './version.js';
 
 export interface Io {
   stdout: (line: string) => void;
@@ -100,7 +101,35 @@ export async function runCli(args: string[], io: Io): Promise<number> {
         exitCode = ok ? 0 : 1;
       },
     )
-    .command('version', 'print the driver version', {}, () => io.stdout(`hsm-driver ${VERSION}`))
+    .command(
+      'service <action>',
+      'install: write a hardened systemd unit running this binary as a dedicated user (Linux, as root)',
+      (y) =>
+        y
+          .positional('action', { choices: ['install'] as const, demandOption: true })
+          .option('name', { type: 'string', default: 'hsm-driver', describe: 'unit and state directory name' })
+          .option('user', { type: 'string', default: 'hsm-driver', describe: 'system user the service runs as (created if missing)' })
+          .option('unit-dir', { type: 'string', default: '/etc/systemd/system' })
+          .option('config-dir', { type: 'string', default: '/etc/hsm-driver', describe: 'holds NAME.env and user.pin' })
+          .option('exec-path', { type: 'string', describe: 'binary the unit starts [default: this executable]' })
+          .option('read-write-path', { type: 'string', array: true, default: [], describe: 'extra writable path (e.g. a SoftHSM token dir); repeatable' })
+          .option('create-user', { type: 'boolean', default: true }),
+      (argv) => {
+        const lines = installService(
+          {
+            execPath: argv['exec-path'] ?? process.execPath,
+            name: argv.name,
+            user: argv.user,
+            unitDir: argv['unit-dir'],
+            configDir: argv['config-dir'],
+            readWritePaths: argv['read-write-path'].map(String),
+          },
+          argv['create-user'],
+        );
+        for (const line of lines) io.stdout(line);
+      },
+    )
+    .command('version', 'print the driver version and what this build is made of', {}, () => versionLines().forEach((line) => io.stdout(line)))
     .demandCommand(1, 'name a command; see --help')
     .strict()
     .version(false)

@@ -169,6 +169,10 @@ describe('hsm and version commands', () => {
 
   it('version prints the package version', () => {
     const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8'));
-    expect(cli.run(['version'])).toMatchObject({ status: 0, stdout: `hsm-driver ${version}\n` });
+    const res = cli.run(['version']);
+    expect(res.status).toBe(0);
+    expect(res.stdout.split('\n')[0]).toBe(`hsm-driver ${version}`);
+    expect(res.stdout).toMatch(/^node: v24\./m);
+    expect(res.stdout).toMatch(/^sqlite: 3\.\d+/m);
   });
 });

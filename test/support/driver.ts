@@ -31,6 +31,16 @@ export interface SpawnOptions {
   caCert?: string;
   args?: string[];
   env?: Record<string, string | undefined>;
+  /** What runs: the bundle on the repo's Node 24, or the single binary (issue: both in CI). */
+  target?: DriverTarget;
+}
+
+export type DriverTarget = 'bundle' | 'binary';
+/** Every end-to-end run file covers both. */
+export const TARGETS: DriverTarget[] = ['bundle', 'binary'];
+
+function command(target: DriverTarget): [string, string[]] {
+  return target === 'binary' ? [process.env.HSM_DRIVER_BINARY!, []] : [process.execPath, [process.env.HSM_DRIVER_BUNDLE!]];
 }
 
 export function spawnDriver(o: SpawnOptions): DriverProcess {
@@ -42,8 +52,9 @@ export function spawnDriver(o: SpawnOptions): DriverProcess {
     ...o.env,
   };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
+  const [program, prefix] = command(o.target ?? 'bundle');
   const args = [
-    process.env.HSM_DRIVER_BUNDLE!,
+    ...prefix,
     'run',
     '--proxy-addr', o.proxyAddr,
     '--client-cert', o.pki.file(o.clientCert ?? 'driver-chain.pem'),
@@ -55,7 +66,7 @@ export function spawnDriver(o: SpawnOptions): DriverProcess {
     '--health-interval', '1',
     ...(o.args ?? []),
   ];
-  const proc = spawn(process.execPath, args, { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(program, args, { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   let stderr = '';
   let pending = '';

@@ -1,6 +1,7 @@
 // Runs once before all test files: makes SoftHSM2 dev tokens in a temp dir (a good master key,
 // and one made without --private as plain pkcs11-tool does) and builds the bundle the CLI tests
-// run (HSM_DRIVER_BUNDLE). The env it sets reaches every test worker.
+// run (HSM_DRIVER_BUNDLE) and the single binary (HSM_DRIVER_BINARY). The env it sets reaches
+// every test worker.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,5 +28,8 @@ export default function setup(): () => void {
   // The tests run a bundle of their own, outside the repo: it must need nothing beside it.
   process.env.HSM_DRIVER_BUNDLE = join(dir, 'dist', 'hsm-driver.cjs');
   execFileSync(process.execPath, [join(root, 'build/bundle.mjs'), '--outdir', join(dir, 'dist')], { stdio: 'ignore' });
+  // And the single binary, built once for the build tests and the end-to-end runs against it.
+  process.env.HSM_DRIVER_BINARY = join(dir, 'bin', 'hsm-driver-linux-x64');
+  execFileSync(process.execPath, [join(root, 'build/sea.mjs'), '--outdir', join(dir, 'bin')], { stdio: 'pipe' });
   return () => rmSync(dir, { recursive: true, force: true });
 }

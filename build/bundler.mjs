@@ -1,0 +1,70 @@
+// The esbuild settings both artefacts share: the plain bundle (dist/hsm-driver.cjs) and the
+// script the single binary embeds. pkcs11js's native addon always comes through our loader.
+import { execFileSync } from 'node:child_process';
+import { build } from 'esbuild';
+import { dirname, join, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** HEAD's commit, `-dirty` when tracked files differ from it, `unknown` outside a git checkout. */
+export function gitCommit() {
+  const git = (...args) => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  try {
+    const head = git('rev-parse', 'HEAD');
+    return git('status', '--porcelain', '--untracked-files=no') === '' ? head : `${head}-dirty`;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * pkcs11js loads its addon with require("./build/Release/pkcs11.node"); point that at
+ * runtime/hsm/addon.ts, which in the plain bundle requires the copy esbuild puts beside it and in
+ * the single binary extracts the embedded one. The single binary never takes the first path,
+ * so there the .node file stays out of the bundle.
+ */
+function addonLoader(sea) {
+  return {
+    name: 'pkcs11-addon',
+    setup(b) {
+      b.onResolve({ filter: /^\.\/build\/Release\/pkcs11\.node$/ }, (args) =>
+        args.importer.includes(`${sep}pkcs11js${sep}`) ? { path: 'pkcs11.node', namespace: 'pkcs11-addon' } : undefined,
+      );
+      b.onLoad({ filter: /.*/, namespace: 'pkcs11-addon' }, () => ({
+        contents: "module.exports = require('./runtime/hsm/addon.ts').loadAddon();",
+        resolveDir: root,
+        loader: 'js',
+      }));
+      if (sea) b.onResolve({ filter: /^pkcs11js\/build\/Release\/pkcs11\.node$/ }, (args) => ({ path: args.path, external: true }));
+    },
+  };
+}
+
+/**
+ * Writes one CJS bundle of runtime/main.ts to `outfile`. `sea` builds the single binary's script,
+ * which must know the SHA-256 of the addon embedded beside it (`addonSha256`).
+ */
+export async function bundle({ outfile, sea = false, addonSha256 = undefined }) {
+  const define = {
+    // yargs 18 is ESM and calls createRequire(import.meta.url); give it this file's URL.
+    'import.meta.url': '__import_meta_url',
+    HSM_DRIVER_COMMIT: JSON.stringify(gitCommit()),
+  };
+  if (sea) define.HSM_DRIVER_ADDON_SHA256 = JSON.stringify(addonSha256);
+  await build({
+    absWorkingDir: root, // paths in the bundle's comments are relative to it, wherever we run from
+    entryPoints: [join(root, 'runtime/main.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'cjs',
+    loader: { '.node': 'copy' },
+    plugins: [addonLoader(sea)],
+    banner: { js: "const __import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+    define,
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+}
