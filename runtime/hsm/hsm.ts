@@ -9,52 +9,17 @@ import type { KeyRecord } from '../store/store.js';
 import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, unwrapIntoSession, wrapKey, type SignRequest } from './keys.js';
 import { checkMasterKey } from './master-key.js';
 import { wrapMechanismId } from './mechanisms.js';
-import { Pkcs11Library, type TokenSelector } from './module.js';
+import { Pkcs11Library } from './module.js';
 import { probeAlgorithm, type AlgorithmMode } from './probe.js';
-import { asHsmError, rvOf } from './rv.js';
+import { asHsmError, rvOf, UNSUPPORTED_RV } from './rv.js';
+import type { GeneratedKey, HsmConfig, HsmHealth } from './types.js';
 import { SessionPool } from './session.js';
 import type { HsmPort } from '../context.js';
 import { masterKeyQuery, residentKeyQuery } from './templates.js';
 
 export type { SignRequest } from './keys.js';
 export type { AlgorithmMode } from './probe.js';
-
-export interface HsmConfig {
-  module: string;
-  selector: TokenSelector;
-  pin: string;
-  sessions: number;
-  masterKeyLabel: string;
-  wrapMechanism: string;
-  residentAlgorithms: readonly Algorithm[];
-}
-
-/** What keygen commits to the store: exactly one of wrappedKey / residentId is set. */
-export interface GeneratedKey {
-  publicKeyDer: Buffer;
-  wrappedKey: Buffer | null;
-  residentId: Buffer | null;
-  wrapMechanism: string | null;
-  masterKeyLabel: string;
-}
-
-export interface HsmHealth {
-  ok: boolean;
-  library: string;
-  tokenLabel: string;
-  tokenSerial: string;
-  latencyMs: number;
-  error?: string;
-}
-
-/** Keygen errors that mean "this token cannot make such a key", not a fault. */
-const UNSUPPORTED_RV = new Set<number>([
-  pkcs11.CKR_MECHANISM_INVALID,
-  pkcs11.CKR_KEY_SIZE_RANGE,
-  pkcs11.CKR_DOMAIN_PARAMS_INVALID,
-  0x140, // CKR_CURVE_NOT_SUPPORTED (PKCS#11 2.40), absent from pkcs11js
-  pkcs11.CKR_ATTRIBUTE_VALUE_INVALID,
-]);
+export type { GeneratedKey, HsmConfig, HsmHealth } from './types.js';
 
 export class Hsm implements HsmPort {
   readonly library: Pkcs11Library;

@@ -96,3 +96,12 @@ function nativeMessage(err: unknown): string {
   // Native errors are library text such as "dlopen failed"; keep the first line only.
   return (text.split('\n')[0] ?? '').slice(0, 200);
 }
+
+/** Keygen errors that mean "this token cannot make such a key", not a fault. */
+export const UNSUPPORTED_RV = new Set<number>([
+  pkcs11.CKR_MECHANISM_INVALID,
+  pkcs11.CKR_KEY_SIZE_RANGE,
+  pkcs11.CKR_DOMAIN_PARAMS_INVALID,
+  0x140, // CKR_CURVE_NOT_SUPPORTED (PKCS#11 2.40), absent from pkcs11js
+  pkcs11.CKR_ATTRIBUTE_VALUE_INVALID,
+]);

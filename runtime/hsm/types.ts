@@ -1,0 +1,31 @@
+// The shapes the HSM layer takes and gives: its configuration, a generated key, its health.
+import type { Algorithm } from '../crypto/algorithms.js';
+import type { TokenSelector } from './module.js';
+
+export interface HsmConfig {
+  module: string;
+  selector: TokenSelector;
+  pin: string;
+  sessions: number;
+  masterKeyLabel: string;
+  wrapMechanism: string;
+  residentAlgorithms: readonly Algorithm[];
+}
+
+/** What keygen commits to the store: exactly one of wrappedKey / residentId is set. */
+export interface GeneratedKey {
+  publicKeyDer: Buffer;
+  wrappedKey: Buffer | null;
+  residentId: Buffer | null;
+  wrapMechanism: string | null;
+  masterKeyLabel: string;
+}
+
+export interface HsmHealth {
+  ok: boolean;
+  library: string;
+  tokenLabel: string;
+  tokenSerial: string;
+  latencyMs: number;
+  error?: string;
+}
