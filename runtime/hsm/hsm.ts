@@ -183,7 +183,7 @@ export class Hsm implements HsmPort {
         return sign(lib, s, key, req);
       }
       if (!record.wrappedKey || !record.wrapMechanism) throw new KeyIntegrityError(`stored row for ${record.keyId} has no key material`);
-      const master = this.masterKey(s, record.masterKeyLabel);
+      const master = this.masterKeyForRow(s, record);
       const key = await unwrapIntoSession(lib, s, wrapMechanismId(record.wrapMechanism), master, record.wrappedKey, record.algorithm);
       try {
         return await sign(lib, s, key, req);
@@ -235,6 +235,20 @@ export class Hsm implements HsmPort {
   async close(): Promise<void> {
     await this.pool.close();
     this.library.close();
+  }
+
+  /**
+   * The master key a row was wrapped under. Our own master key missing is the token's problem
+   * (HSM_UNAVAILABLE, the gate closes); another label missing is that row's (KEY_INTEGRITY), so
+   * one odd row cannot take the driver out of service.
+   */
+  private masterKeyForRow(session: pkcs11.Handle, record: KeyRecord): pkcs11.Handle {
+    try {
+      return this.masterKey(session, record.masterKeyLabel);
+    } catch (err) {
+      if (record.masterKeyLabel === this.config.masterKeyLabel || !(err instanceof HsmError) || err.rv !== -1) throw err;
+      throw new KeyIntegrityError(`${record.keyId} was wrapped under master key "${record.masterKeyLabel}", which this token does not hold`);
+    }
   }
 
   /** Master key handle by label, cached until the library is re-initialised or logs in again. */

@@ -104,3 +104,15 @@ describe('probe and modes', () => {
     expect(await find()).toEqual([]);
   });
 });
+
+describe('master keys of rows', () => {
+  test('a row wrapped under a master key this token lacks is KEY_INTEGRITY, not an HSM outage', async () => {
+    const key = await hsm.generate('ecdsa-p256', 'other-master');
+    const row = { ...recordOf('other-master', 'ecdsa-p256', key), masterKeyLabel: 'retired-master' };
+    await expect(hsm.sign(row, { kind: 'ecdsa', digest: Buffer.alloc(32, 1) })).rejects.toMatchObject({
+      code: 'KEY_INTEGRITY',
+      message: expect.stringMatching(/retired-master/),
+    });
+    expect((await hsm.health()).ok).toBe(true);
+  });
+});
