@@ -8,7 +8,7 @@ import { ConfigError, DriverError, HsmError, KeyIntegrityError, UnsupportedAlgor
 import type { KeyRecord } from '../store/store.js';
 import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, unwrapIntoSession, wrapKey, type SignRequest } from './keys.js';
 import { checkMasterKey } from './master-key.js';
-import { wrapMechanismId } from './mechanisms.js';
+import { WRAP_MECHANISMS, wrapMechanismId } from './mechanisms.js';
 import { Pkcs11Library } from './module.js';
 import { probeAlgorithm, type AlgorithmMode } from './probe.js';
 import { asHsmError, rvOf, UNSUPPORTED_RV } from './rv.js';
@@ -20,6 +20,9 @@ import { masterKeyQuery, residentKeyQuery } from './templates.js';
 export type { SignRequest } from './keys.js';
 export type { AlgorithmMode } from './probe.js';
 export type { GeneratedKey, HsmConfig, HsmHealth } from './types.js';
+
+/** The configured wrap mechanism is not offered by the token: fatal, retrying cannot help. */
+export class WrapMechanismError extends ConfigError {}
 
 export class Hsm implements HsmPort {
   readonly library: Pkcs11Library;
@@ -46,7 +49,7 @@ export class Hsm implements HsmPort {
     const hsm = new Hsm(config, log);
     try {
       await hsm.pool.open();
-      await hsm.warnAboutMasterKey();
+      await hsm.checkToken();
       return hsm;
     } catch (err) {
       await hsm.close();
@@ -63,16 +66,33 @@ export class Hsm implements HsmPort {
     const hsm = new Hsm(config, log);
     try {
       await hsm.pool.open();
-      await hsm.warnAboutMasterKey();
+      hsm.checkWrapMechanism();
     } catch (err) {
-      if (hsm.pool.pinRejected || !(err instanceof DriverError || err instanceof ConfigError)) {
+      if (hsm.pool.pinRejected || err instanceof WrapMechanismError || !(err instanceof DriverError || err instanceof ConfigError)) {
         await hsm.close();
         throw err;
       }
       hsm.pool.markDown(err.message);
       log.error({ reason: err.message }, 'hsm unavailable at start; will keep trying');
+      return hsm;
     }
+    // A master key missing at start may be a ceremony in progress: the readiness gate waits.
+    await hsm.warnAboutMasterKey().catch((err: unknown) => log.error({ reason: (err as Error).message }, 'master key unusable at start'));
     return hsm;
+  }
+
+  private async checkToken(): Promise<void> {
+    this.checkWrapMechanism();
+    await this.warnAboutMasterKey();
+  }
+
+  /** A wrap mechanism the token does not offer is a configuration error, named at start. */
+  private checkWrapMechanism(): void {
+    const offered = new Set(this.library.lib.C_GetMechanismList(this.pool.tokenInfo.slot));
+    const wanted = this.config.wrapMechanism;
+    if (offered.has(wrapMechanismId(wanted))) return;
+    const usable = Object.entries(WRAP_MECHANISMS).filter(([, id]) => offered.has(id)).map(([name]) => name);
+    throw new WrapMechanismError(`token ${this.pool.tokenInfo.label} does not offer wrap mechanism ${wanted}; it offers: ${usable.join(', ') || 'none of ours'} (--wrap-mechanism)`);
   }
 
   private async warnAboutMasterKey(): Promise<void> {

@@ -47,13 +47,15 @@ export async function probeAlgorithm(
     // Session and device faults are not a verdict on the algorithm: let the pool handle them.
     if (recoveryFor(err) !== 'none') throw err;
     const detail = (err as Error).message;
+    // RSA sizes share one probe (see Hsm.modeOf): name the family, not the probe's size.
+    const what = ALGORITHM_SPECS[algorithm].family === 'rsa' ? 'RSA' : algorithm;
     if (!resident && (step === 'wrap' || step === 'unwrap')) {
       return {
         mode: 'unsupported',
-        reason: `this token cannot ${step} ${algorithm} keys (${detail}); list it in --resident-algorithms to keep such keys as non-extractable objects in the HSM`,
+        reason: `this token cannot ${step} ${what} keys (${detail}); list it in --resident-algorithms to keep such keys as non-extractable objects in the HSM`,
       };
     }
-    return { mode: 'unsupported', reason: `this token cannot ${step} ${algorithm} keys (${detail})` };
+    return { mode: 'unsupported', reason: `this token cannot ${step} ${what} keys (${detail})` };
   } finally {
     for (const h of created.reverse()) destroyObject(lib, session, h);
   }

@@ -20,6 +20,24 @@ describe.sequential('start', () => {
     await expect(openTestHsm({ 'master-key-label': 'no-such-master' })).rejects.toThrow(/master key "no-such-master" not found/);
   });
 
+  test('a wrap mechanism the token does not offer is refused at start, also by the long-running driver', async () => {
+    const message = /does not offer wrap mechanism aes-kwp; it offers: aes-key-wrap-pad, aes-key-wrap/;
+    await expect(openTestHsm({ 'wrap-mechanism': 'aes-kwp' })).rejects.toThrow(message);
+    await expect(Hsm.start(testHsmConfig({ 'wrap-mechanism': '0x210b' }), silentLog)).rejects.toThrow(message);
+  });
+
+  test('RFC 3394 wrapping (aes-key-wrap) works and is recorded in the key', async () => {
+    const hsm = await openTestHsm({ 'wrap-mechanism': 'aes-key-wrap' });
+    try {
+      const key = await hsm.generate('ecdsa-secp256k1', 'kw.1');
+      expect(key.wrapMechanism).toBe('aes-key-wrap');
+      const sig = await hsm.sign({ keyId: 'kw.1', algorithm: 'ecdsa-secp256k1', ...key, createdAt: new Date() }, { kind: 'ecdsa', digest: Buffer.alloc(32, 7) });
+      expect(sig).toHaveLength(64);
+    } finally {
+      await hsm.close();
+    }
+  });
+
   test('an unknown token label is refused with the tokens that exist', async () => {
     await expect(openTestHsm({ 'token-label': 'no-such-token' })).rejects.toThrow(/no token matches label "no-such-token"; tokens present: "hsm-driver-test"/);
   });
