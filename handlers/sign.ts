@@ -28,10 +28,8 @@ export async function sign(raw: unknown, ctx: JobContext): Promise<SignOutput> {
 
   const signature = await ctx.hsm.sign(record, request);
   const spec = ALGORITHM_SPECS[record.algorithm];
-  // For secp256k1 and P-256 the recovery id comes from recovering the public key from (r, s)
-  // and the digest and matching it to the stored key. A match is itself an ECDSA verification
-  // (for Q = r⁻¹(sR − zG), u1·G + u2·Q = R), so a second verify would repeat the same curve
-  // arithmetic on the event loop: it is skipped there, and done for every other algorithm.
+  // For secp256k1 and P-256, formatEcdsaSignature verifies against the stored key while it
+  // finds the recovery id (the same u1·G + u2·Q), so a separate verify would repeat it.
   if (!(spec.family === 'ecdsa' && spec.recoverable)) verifyOrThrow(keyId, { ...verify, signature } as VerifyRequest);
 
   if (request.kind !== 'ecdsa') return { signature: signature.toString('hex') };
