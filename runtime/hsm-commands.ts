@@ -46,6 +46,7 @@ export interface SelfTestRow {
 /** Returns the table's rows; a row fails when a supported algorithm cannot keygen, sign and verify. */
 export async function hsmTest(settings: Settings, env: NodeJS.ProcessEnv, log: Logger): Promise<{ lines: string[]; ok: boolean }> {
   const hsm = await Hsm.open(resolveHsmConfig(settings, env), log);
+  const { label, serial } = hsm.pool.tokenInfo;
   const store = new MemoryStore();
   const rows: SelfTestRow[] = [];
   try {
@@ -55,9 +56,10 @@ export async function hsmTest(settings: Settings, env: NodeJS.ProcessEnv, log: L
     for (const record of store.all()) await hsm.discard(record).catch(() => undefined);
     await hsm.close();
   }
-  const token = `token "${hsm.config.selector.label ?? ''}" master key "${hsm.config.masterKeyLabel}" wrap ${hsm.config.wrapMechanism}`;
+  const posture = hsm.masterKeyWarnings.length === 0 ? ['master key posture: ok (token, private, sensitive, not extractable, wrap and unwrap)'] : hsm.masterKeyWarnings.map((w) => `master key posture: WEAK: ${w}`);
   const lines = [
-    `login ok; ${token}`,
+    `login ok; token "${label}" serial ${serial}; master key "${hsm.config.masterKeyLabel}"; wrap ${hsm.config.wrapMechanism}`,
+    ...posture,
     'algorithm        mode         result  ms     detail',
     ...rows.map((r) => `${r.algorithm.padEnd(16)} ${r.mode.padEnd(12)} ${(r.ok ? 'ok' : 'FAIL').padEnd(7)} ${String(r.ms).padEnd(6)} ${r.detail}`),
   ];

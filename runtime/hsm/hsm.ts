@@ -95,9 +95,13 @@ export class Hsm implements HsmPort {
     throw new WrapMechanismError(`token ${this.pool.tokenInfo.label} does not offer wrap mechanism ${wanted}; it offers: ${usable.join(', ') || 'none of ours'} (--wrap-mechanism)`);
   }
 
+  /** What the start-up check found wrong with the master key's attributes; empty when sound. */
+  masterKeyWarnings: string[] = [];
+
   private async warnAboutMasterKey(): Promise<void> {
     const label = this.config.masterKeyLabel;
     const warnings = await this.pool.use(async (s) => checkMasterKey(this.library.lib, s, this.masterKey(s, label)));
+    this.masterKeyWarnings = warnings;
     for (const warning of warnings) this.log.warn({ masterKey: label, warning }, 'MASTER KEY POSTURE IS WEAK');
   }
 

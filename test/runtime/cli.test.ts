@@ -68,6 +68,8 @@ describe('weak master key (made without --private)', () => {
     const res = cli.run(['hsm', 'test'], { token: 'weak' });
     expect(privateWarning(res.stderr)).toBe(true);
     expect(res.status).toBe(0);
+    expect(res.stdout).toMatch(/^master key posture: WEAK: CKA_PRIVATE is false/m);
+    expect(cli.run(['hsm', 'test'], { token: 'good' }).stdout).toMatch(/^master key posture: ok/m);
   });
 
   it('a one-shot warns on the weak token and answers; the good token does not warn', () => {
