@@ -21,6 +21,11 @@ export type { SignRequest } from './keys.js';
 export type { AlgorithmMode } from './probe.js';
 export type { GeneratedKey, HsmConfig, HsmHealth } from './types.js';
 
+/** A row's resident key is not on the token (KEY_INTEGRITY once a refresh did not find it either). */
+class ResidentKeyMissing extends KeyIntegrityError {}
+
+const RESIDENT_REFRESH_INTERVAL_MS = 60_000;
+
 /** The configured wrap mechanism is not offered by the token: fatal, retrying cannot help. */
 export class WrapMechanismError extends ConfigError {}
 
@@ -38,6 +43,7 @@ export class Hsm implements HsmPort {
    * returned CKR_GENERAL_ERROR for about 1 in 20 keygens made while another object was destroyed.
    */
   private tokenWrites: Promise<unknown> = Promise.resolve();
+  private lastResidentRefresh = 0;
 
   private constructor(readonly config: HsmConfig, private readonly log: Logger) {
     this.library = new Pkcs11Library(config.module);
@@ -198,12 +204,27 @@ export class Hsm implements HsmPort {
   }
 
   /** Signs with a stored key: unwrap into a session object, sign, destroy; or use the resident key. */
-  sign(record: KeyRecord, req: SignRequest): Promise<Buffer> {
+  async sign(record: KeyRecord, req: SignRequest): Promise<Buffer> {
+    try {
+      return await this.signOnce(record, req);
+    } catch (err) {
+      if (!(err instanceof ResidentKeyMissing) || Date.now() - this.lastResidentRefresh < RESIDENT_REFRESH_INTERVAL_MS) throw err;
+      // SoftHSM keeps a per-process index of token objects and was seen to miss one another
+      // process had just created, until C_Initialize rebuilt it. Re-initialise (at most once a
+      // minute, so a row whose key is really gone cannot stall the driver) and look again.
+      this.lastResidentRefresh = Date.now();
+      this.log.warn({ keyId: record.keyId }, 'resident key not found; re-initialising the library to look again');
+      await this.pool.reinitialize();
+      return this.signOnce(record, req);
+    }
+  }
+
+  private signOnce(record: KeyRecord, req: SignRequest): Promise<Buffer> {
     const lib = this.library.lib;
     return this.pool.use(async (s) => {
       if (record.residentId) {
         const [key] = findObjects(lib, s, residentKeyQuery(record.residentId), 1);
-        if (!key) throw new KeyIntegrityError(`resident key for ${record.keyId} is missing from the token`);
+        if (!key) throw new ResidentKeyMissing(`resident key for ${record.keyId} is missing from the token`);
         return sign(lib, s, key, req);
       }
       if (!record.wrappedKey || !record.wrapMechanism) throw new KeyIntegrityError(`stored row for ${record.keyId} has no key material`);

@@ -116,3 +116,17 @@ describe('master keys of rows', () => {
     expect((await hsm.health()).ok).toBe(true);
   });
 });
+
+describe('resident keys that cannot be found', () => {
+  test('are looked for again after one re-initialisation, then KEY_INTEGRITY; no second refresh within a minute', async () => {
+    const key = await hsm.generate('eddsa-ed25519', 'gone');
+    await hsm.discard(key);
+    const row = recordOf('gone', 'eddsa-ed25519', key);
+    const generation = hsm.pool.generation;
+    const req = { kind: 'eddsa', message: Buffer.from('m') } as const;
+    await expect(hsm.sign(row, req)).rejects.toMatchObject({ code: 'KEY_INTEGRITY', message: expect.stringMatching(/missing from the token/) });
+    expect(hsm.pool.generation).toBe(generation + 1);
+    await expect(hsm.sign(row, req)).rejects.toMatchObject({ code: 'KEY_INTEGRITY' });
+    expect(hsm.pool.generation).toBe(generation + 1);
+  });
+});
