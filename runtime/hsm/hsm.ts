@@ -7,7 +7,7 @@ import { ALGORITHMS, ALGORITHM_SPECS, type Algorithm } from '../crypto/algorithm
 import { ConfigError, DriverError, HsmError, KeyIntegrityError, UnsupportedAlgorithmError } from '../errors.js';
 import type { KeyRecord } from '../store/store.js';
 import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, unwrapIntoSession, wrapKey, type SignRequest } from './keys.js';
-import { checkMasterKey } from './master-key.js';
+import { checkMasterKey, MasterKeys } from './master-key.js';
 import { WRAP_MECHANISMS, wrapMechanismId } from './mechanisms.js';
 import { Pkcs11Library } from './module.js';
 import { probeAlgorithm, type AlgorithmMode } from './probe.js';
@@ -15,7 +15,7 @@ import { asHsmError, rvOf, UNSUPPORTED_RV } from './rv.js';
 import type { GeneratedKey, HsmConfig, HsmHealth } from './types.js';
 import { SessionPool } from './session.js';
 import type { HsmPort } from '../context.js';
-import { masterKeyQuery, residentKeyQuery } from './templates.js';
+import { residentKeyQuery } from './templates.js';
 
 export type { SignRequest } from './keys.js';
 export type { AlgorithmMode } from './probe.js';
@@ -36,8 +36,7 @@ export class Hsm implements HsmPort {
   }
   readonly pool: SessionPool;
   private readonly modes = new Map<string, Promise<AlgorithmMode>>();
-  private masterHandles = new Map<string, pkcs11.Handle>();
-  private masterEpoch = '';
+  private readonly masterKeys: MasterKeys;
   /**
    * Token-object writes (resident keygen, discard) run one at a time: SoftHSM's file store
    * returned CKR_GENERAL_ERROR for about 1 in 20 keygens made while another object was destroyed.
@@ -48,6 +47,7 @@ export class Hsm implements HsmPort {
   private constructor(readonly config: HsmConfig, private readonly log: Logger) {
     this.library = new Pkcs11Library(config.module);
     this.pool = new SessionPool({ library: this.library, selector: config.selector, pin: config.pin, size: config.sessions, log });
+    this.masterKeys = new MasterKeys(this.pool, config.masterKeyLabel);
   }
 
   /** Loads the module, logs in, and checks the master key's posture (warnings are logged loudly). */
@@ -106,7 +106,7 @@ export class Hsm implements HsmPort {
 
   private async warnAboutMasterKey(): Promise<void> {
     const label = this.config.masterKeyLabel;
-    const warnings = await this.pool.use(async (s) => checkMasterKey(this.library.lib, s, this.masterKey(s, label)));
+    const warnings = await this.pool.use(async (s) => checkMasterKey(this.library.lib, s, this.masterKeys.handle(s, label)));
     this.masterKeyWarnings = warnings;
     for (const warning of warnings) this.log.warn({ masterKey: label, warning }, 'MASTER KEY POSTURE IS WEAK');
   }
@@ -125,7 +125,7 @@ export class Hsm implements HsmPort {
     let mode = this.modes.get(cacheKey);
     if (!mode) {
       mode = this.pool.use((s) =>
-        probeAlgorithm(this.library.lib, s, family, resident, wrapMechanismId(this.config.wrapMechanism), this.masterKey(s, this.config.masterKeyLabel)),
+        probeAlgorithm(this.library.lib, s, family, resident, wrapMechanismId(this.config.wrapMechanism), this.masterKeys.handle(s, this.config.masterKeyLabel)),
       );
       mode.catch(() => this.modes.delete(cacheKey));
       this.modes.set(cacheKey, mode);
@@ -160,7 +160,7 @@ export class Hsm implements HsmPort {
       const pair = await generateKeyPair(lib, s, algorithm, { mode: 'wrapped' });
       try {
         const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
-        const wrappedKey = await wrapKey(lib, s, wrapMechanismId(wrapMechanism), this.masterKey(s, masterKeyLabel), pair.privateKey);
+        const wrappedKey = await wrapKey(lib, s, wrapMechanismId(wrapMechanism), this.masterKeys.handle(s, masterKeyLabel), pair.privateKey);
         return { publicKeyDer, wrappedKey, residentId: null, wrapMechanism, masterKeyLabel };
       } finally {
         this.destroy(s, pair.privateKey);
@@ -228,7 +228,7 @@ export class Hsm implements HsmPort {
         return sign(lib, s, key, req);
       }
       if (!record.wrappedKey || !record.wrapMechanism) throw new KeyIntegrityError(`stored row for ${record.keyId} has no key material`);
-      const master = this.masterKeyForRow(s, record);
+      const master = this.masterKeys.forRow(s, record);
       const key = await unwrapIntoSession(lib, s, wrapMechanismId(record.wrapMechanism), master, record.wrappedKey, record.algorithm);
       try {
         return await sign(lib, s, key, req);
@@ -266,10 +266,7 @@ export class Hsm implements HsmPort {
 
   /** Looks the master key up afresh (not from the cache); the error text is safe to report. */
   async checkMasterKeyPresent(): Promise<void> {
-    await this.pool.use(async (s) => {
-      this.masterHandles.delete(this.config.masterKeyLabel);
-      this.masterKey(s, this.config.masterKeyLabel);
-    });
+    await this.pool.use(async (s) => void this.masterKeys.handle(s, this.config.masterKeyLabel, { fresh: true }));
   }
 
   /** Session objects alive in this application: every one the driver makes must be gone again. */
@@ -280,41 +277,6 @@ export class Hsm implements HsmPort {
   async close(): Promise<void> {
     await this.pool.close();
     this.library.close();
-  }
-
-  /**
-   * The master key a row was wrapped under. Our own master key missing is the token's problem
-   * (HSM_UNAVAILABLE, the gate closes); another label missing is that row's (KEY_INTEGRITY), so
-   * one odd row cannot take the driver out of service.
-   */
-  private masterKeyForRow(session: pkcs11.Handle, record: KeyRecord): pkcs11.Handle {
-    try {
-      return this.masterKey(session, record.masterKeyLabel);
-    } catch (err) {
-      if (record.masterKeyLabel === this.config.masterKeyLabel || !(err instanceof HsmError) || err.rv !== -1) throw err;
-      throw new KeyIntegrityError(`${record.keyId} was wrapped under master key "${record.masterKeyLabel}", which this token does not hold`);
-    }
-  }
-
-  /** Master key handle by label, cached until the library is re-initialised or logs in again. */
-  private masterKey(session: pkcs11.Handle, label: string): pkcs11.Handle {
-    if (this.masterEpoch !== this.pool.handleEpoch) {
-      this.masterHandles = new Map();
-      this.masterEpoch = this.pool.handleEpoch;
-    }
-    const cached = this.masterHandles.get(label);
-    if (cached) return cached;
-    const found = findObjects(this.library.lib, session, masterKeyQuery(label), 2);
-    if (found.length === 0 && !this.pool.isLoggedIn(session)) {
-      // A private master key is invisible when logged out; say so, so the pool logs in again.
-      throw new HsmError('HSM_UNAVAILABLE', 'token is not logged in', pkcs11.CKR_USER_NOT_LOGGED_IN, 'C_FindObjects');
-    }
-    if (found.length !== 1) {
-      const why = found.length === 0 ? 'not found' : 'is ambiguous (several keys have that label)';
-      throw new HsmError('HSM_UNAVAILABLE', `master key "${label}" ${why} on token ${this.pool.tokenInfo.label}`, -1, 'C_FindObjects');
-    }
-    this.masterHandles.set(label, found[0]!);
-    return found[0]!;
   }
 
   private destroy(session: pkcs11.Handle, object: pkcs11.Handle): void {

@@ -5,7 +5,8 @@ import * as pkcs11 from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Algorithm } from '../../../runtime/crypto/algorithms.js';
 import { Hsm } from '../../../runtime/hsm/hsm.js';
-import { unwrapIntoSession, wrapKey, generateKeyPair, destroyObject } from '../../../runtime/hsm/keys.js';
+import { unwrapIntoSession, wrapKey, generateKeyPair, destroyObject, findObjects } from '../../../runtime/hsm/keys.js';
+import { masterKeyQuery } from '../../../runtime/hsm/templates.js';
 import { wrapMechanismId } from '../../../runtime/hsm/mechanisms.js';
 import type { KeyRecord } from '../../../runtime/store/store.js';
 import { openTestHsm } from '../../support/hsm.js';
@@ -28,7 +29,8 @@ describe('key posture', () => {
   test('an unwrapped key is sensitive, non-extractable and sign-only, and cannot be wrapped out', async () => {
     await hsm.pool.use(async (s) => {
       const lib = hsm.library.lib;
-      const master = (hsm as unknown as { masterKey(s: Buffer, l: string): Buffer }).masterKey(s, 'master');
+      const [master] = findObjects(lib, s, masterKeyQuery('master'));
+      if (!master) throw new Error('no master key on the test token');
       const mech = wrapMechanismId('aes-key-wrap-pad');
       const pair = await generateKeyPair(lib, s, 'ecdsa-secp256k1', { mode: 'wrapped' });
       const blob = await wrapKey(lib, s, mech, master, pair.privateKey);
