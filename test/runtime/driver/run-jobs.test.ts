@@ -148,6 +148,20 @@ describe.each(TARGETS)('hsm-driver run as the %s', (t) => {
     });
   });
 
+  describe('restart', () => {
+    test('a key made before a restart signs after it (same database, new process)', async () => {
+      const sqlitePath = freshDb();
+      start({ sqlitePath });
+      const made = await server.waitForCompletion(server.enqueue('keygen', { keyId: `restart.${target}`, algorithm: 'ecdsa-secp256k1' }), 20_000);
+      expect((await driver!.stop()).code).toBe(0);
+      start({ sqlitePath });
+      const digest = '55'.repeat(32);
+      const signed = await server.waitForCompletion(server.enqueue('sign', { keyId: `restart.${target}`, data: digest, encoding: 'digest' }), 20_000);
+      const spki = Buffer.from((made.result as { publicKeyDer: string }).publicKeyDer, 'base64');
+      expect(opensslVerifyRaw(spki, Buffer.from(digest, 'hex'), Buffer.from((signed.result as { der: string }).der, 'hex'))).toBe(true);
+    });
+  });
+
   describe('secrets', () => {
     test('the PIN appears in no log line, even at trace level and with a failing login', async () => {
       const pin = readFileSync(process.env.USER_PIN_FILE!, 'utf8').trim();
