@@ -1,7 +1,12 @@
 // Runs `hsm-driver run` (global-setup's bundle) as a child process against a job server, and
 // collects its JSON log lines so tests can wait for state changes and job outcomes.
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Pki } from '../scripts/helpers.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { startJobServer, type JobServer, type JobServerOptions } from '../../scripts/job-server.js';
+import { makePki, serverTls, type Pki } from '../scripts/helpers.js';
 import { tokenEnv } from './cli.js';
 
 export interface LogLine {
@@ -108,3 +113,34 @@ export function spawnDriver(o: SpawnOptions): DriverProcess {
 
 export const stateIs = (state: string) => (l: LogLine) => l.msg === 'driver state' && l.state === state;
 export const jobDone = (id: string) => (l: LogLine) => l.jobId === id && (l.msg === 'job done' || l.msg === 'job answer not delivered');
+
+export interface RunFixture {
+  pki: Pki;
+  server: JobServer;
+  /** The driver a test started; afterEach stops it. */
+  driver: DriverProcess | undefined;
+  /** The build under test (set per describe.each block). */
+  target: DriverTarget;
+  /** A new SQLite path in the file's temp dir. */
+  freshDb(): string;
+}
+
+/** Registers the hooks an end-to-end run file needs: a PKI, a job server, and cleanup. */
+export function useRunFixture(name: string, pkiNames: string[], serverOptions: Partial<JobServerOptions> = {}): RunFixture {
+  const dir = mkdtempSync(join(tmpdir(), `${name}-`));
+  let n = 0;
+  const fx = { driver: undefined, target: 'bundle', freshDb: () => join(dir, `keys-${++n}.db`) } as RunFixture;
+  beforeAll(async () => {
+    fx.pki = makePki(...pkiNames);
+    fx.server = await startJobServer({ ...serverTls(fx.pki), ...serverOptions });
+  });
+  afterEach(async () => {
+    await fx.driver?.stop('SIGTERM');
+    fx.driver = undefined;
+  });
+  afterAll(async () => {
+    await fx.server?.close();
+    fx.pki?.remove();
+  });
+  return fx;
+}
