@@ -1,5 +1,6 @@
 // Numbered schema migrations for both key stores, and the check that refuses a newer schema.
 import { ConfigError } from '../errors.js';
+import type { KeyRecord } from './store.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -8,6 +9,18 @@ export interface Migration {
   name: string;
   /** One script for both dialects, or one per dialect where the SQL differs. */
   sql: string | Readonly<Record<Dialect, string>>;
+}
+
+/** The keys table's columns, in the order keyRowValues gives their values. */
+export const KEY_COLUMNS =
+  'key_id, algorithm, public_key_der, wrapped_key, resident_id, wrap_mechanism, master_key_label, created_at';
+
+/** A record's values in KEY_COLUMNS order; SQLite keeps created_at as ISO text, PostgreSQL as timestamptz. */
+export function keyRowValues(r: KeyRecord, dialect: 'sqlite'): Array<string | Buffer | null>;
+export function keyRowValues(r: KeyRecord, dialect: 'postgres'): Array<string | Buffer | Date | null>;
+export function keyRowValues(r: KeyRecord, dialect: Dialect): Array<string | Buffer | Date | null> {
+  const createdAt = dialect === 'sqlite' ? r.createdAt.toISOString() : r.createdAt;
+  return [r.keyId, r.algorithm, r.publicKeyDer, r.wrappedKey, r.residentId, r.wrapMechanism, r.masterKeyLabel, createdAt];
 }
 
 /** Created before any migration runs, so it cannot itself be a migration. */

@@ -2,7 +2,7 @@
 import pg from 'pg';
 import { isAlgorithm } from '../crypto/algorithms.js';
 import { ConfigError, DatabaseError, DriverError } from '../errors.js';
-import { migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
+import { KEY_COLUMNS, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
 import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
@@ -21,9 +21,6 @@ const UNAVAILABLE_ERRNOS = new Set([
 // (connection) and 28 (authorisation: a rotated password) are matched by prefix below.
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '57014', '55P03', '3D000']);
 const UNAVAILABLE_MESSAGES = ['Connection terminated', 'timeout exceeded when trying to connect', 'Query read timeout'];
-
-const COLUMNS =
-  'key_id, algorithm, public_key_der, wrapped_key, resident_id, wrap_mechanism, master_key_label, created_at';
 
 /** Connects, brings the schema up to date, and returns the store. The URL's password never leaves here. */
 export async function openPostgresStore(url: string, options: { poolSize?: number } = {}): Promise<WrappedKeyStore> {
@@ -121,25 +118,16 @@ class PostgresStore implements WrappedKeyStore {
   ) {}
 
   async get(keyId: string): Promise<KeyRecord | undefined> {
-    const { rows } = await this.query('read', `SELECT ${COLUMNS} FROM keys WHERE key_id = $1`, [keyId]);
+    const { rows } = await this.query('read', `SELECT ${KEY_COLUMNS} FROM keys WHERE key_id = $1`, [keyId]);
     return rows[0] === undefined ? undefined : toRecord(rows[0]);
   }
 
   async insertIfAbsent(record: KeyRecord): Promise<InsertOutcome> {
     const { rows } = await this.query(
       'insert',
-      `INSERT INTO keys (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-       ON CONFLICT (key_id) DO NOTHING RETURNING ${COLUMNS}`,
-      [
-        record.keyId,
-        record.algorithm,
-        record.publicKeyDer,
-        record.wrappedKey,
-        record.residentId,
-        record.wrapMechanism,
-        record.masterKeyLabel,
-        record.createdAt,
-      ],
+      `INSERT INTO keys (${KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (key_id) DO NOTHING RETURNING ${KEY_COLUMNS}`,
+      keyRowValues(record, 'postgres'),
     );
     if (rows[0] !== undefined) return { stored: toRecord(rows[0]), inserted: true };
     // DO NOTHING waited for the other driver's insert to commit, so a fresh read sees its row.

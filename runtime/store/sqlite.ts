@@ -4,7 +4,7 @@ import path from 'node:path';
 import { DatabaseSync, type SQLOutputValue, type StatementSync } from 'node:sqlite';
 import { isAlgorithm } from '../crypto/algorithms.js';
 import { ConfigError, DatabaseError, DriverError } from '../errors.js';
-import { migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
+import { KEY_COLUMNS, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
 import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
 
 /** How long a write waits for another process's lock before giving up with SQLITE_BUSY. */
@@ -16,9 +16,6 @@ const BUSY_TIMEOUT_MS = 5000;
 const UNAVAILABLE_CODES = new Set([3, 5, 6, 7, 8, 10, 11, 13, 14, 15, 26]);
 // Creating the directory or file failed; EEXIST is mkdir finding a regular file in the way.
 const UNAVAILABLE_ERRNOS = new Set(['EACCES', 'EPERM', 'ENOTDIR', 'EEXIST', 'ENOENT', 'EROFS', 'ENOSPC', 'EIO', 'EISDIR']);
-
-const COLUMNS =
-  'key_id, algorithm, public_key_der, wrapped_key, resident_id, wrap_mechanism, master_key_label, created_at';
 
 /** Opens (creating if needed) the database file and brings its schema up to date. */
 export async function openSqliteStore(file: string): Promise<WrappedKeyStore> {
@@ -98,9 +95,9 @@ class SqliteStore implements WrappedKeyStore {
     private readonly db: DatabaseSync,
     private readonly where: string,
   ) {
-    this.selectKey = db.prepare(`SELECT ${COLUMNS} FROM keys WHERE key_id = ?`);
+    this.selectKey = db.prepare(`SELECT ${KEY_COLUMNS} FROM keys WHERE key_id = ?`);
     this.insertKey = db.prepare(
-      `INSERT INTO keys (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING`,
+      `INSERT INTO keys (${KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING`,
     );
     this.countAll = db.prepare('SELECT count(*) AS n FROM keys');
   }
@@ -114,16 +111,7 @@ class SqliteStore implements WrappedKeyStore {
 
   async insertIfAbsent(record: KeyRecord): Promise<InsertOutcome> {
     return this.run('insert', () => {
-      const { changes } = this.insertKey.run(
-        record.keyId,
-        record.algorithm,
-        record.publicKeyDer,
-        record.wrappedKey,
-        record.residentId,
-        record.wrapMechanism,
-        record.masterKeyLabel,
-        record.createdAt.toISOString(),
-      );
+      const { changes } = this.insertKey.run(...keyRowValues(record, 'sqlite'));
       // Rows are never updated or deleted, so whatever we read now is what won.
       const row = this.selectKey.get(record.keyId);
       if (row === undefined) throw new DatabaseError('INTERNAL', `keyId ${record.keyId} missing right after insert`);
