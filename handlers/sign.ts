@@ -1,6 +1,6 @@
 // sign: unwrap the stored key inside the HSM, sign, destroy it, and return the signature only
 // after it verifies against the stored public key.
-import { ALGORITHM_SPECS, HASHES } from '../runtime/crypto/algorithms.js';
+import { ALGORITHM_SPECS, HASHES, RSA_HASHES } from '../runtime/crypto/algorithms.js';
 import { EcdsaRecoveryError, formatEcdsaSignature, type EcdsaSignatureOutput } from '../runtime/crypto/ecdsa.js';
 import { hashMessage } from '../runtime/crypto/hash.js';
 import { verifySignature, type VerifyRequest } from '../runtime/crypto/verify.js';
@@ -10,7 +10,6 @@ import type { KeyRecord } from '../runtime/store/store.js';
 import { absent, asObject, hexField, keyIdOf, oneOf, required } from './input.js';
 
 export const MAX_DATA_BYTES = 65536;
-const RSA_HASHES = ['sha256', 'sha384', 'sha512'] as const;
 
 export type SignOutput = EcdsaSignatureOutput | { signature: string };
 

@@ -48,6 +48,10 @@ export function isAlgorithm(value: unknown): value is Algorithm {
 export const HASHES = ['sha256', 'sha384', 'sha512', 'keccak256'] as const;
 export type HashName = (typeof HASHES)[number];
 
+/** The hashes RSA signing takes (keccak256 is for ECDSA only). */
+export const RSA_HASHES = ['sha256', 'sha384', 'sha512'] as const;
+export type RsaHash = (typeof RSA_HASHES)[number];
+
 export function isHashName(value: unknown): value is HashName {
   return typeof value === 'string' && (HASHES as readonly string[]).includes(value);
 }

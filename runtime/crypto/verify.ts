@@ -2,11 +2,9 @@
 // returned (PROTOCOL.md: a failure is KEY_INTEGRITY), independently of the token.
 
 import { constants, verify, type KeyObject } from 'node:crypto';
-import type { EcCurve } from './algorithms.js';
+import type { EcCurve, RsaHash } from './algorithms.js';
 import { NOBLE_CURVES } from './ecdsa.js';
 import { ecPointFromSpki, parseSpki } from './public-key.js';
-
-export type RsaHash = 'sha256' | 'sha384' | 'sha512';
 
 export type VerifyRequest =
   | {

@@ -2,7 +2,7 @@
 // key, wrap, unwrap into a session object, sign, destroy. Slow calls use the Async variants
 // so they run on libuv's pool instead of blocking the event loop.
 import * as pkcs11 from 'pkcs11js';
-import { ALGORITHM_SPECS, type Algorithm } from '../crypto/algorithms.js';
+import { ALGORITHM_SPECS, type Algorithm, type RsaHash } from '../crypto/algorithms.js';
 import { spkiFromEcPoint, spkiFromEd25519, spkiFromRsa } from '../crypto/public-key.js';
 import { KeyIntegrityError } from '../errors.js';
 import { CKM_EDDSA, RSA_HASH } from './mechanisms.js';
@@ -16,7 +16,7 @@ type Handle = pkcs11.Handle;
 export type SignRequest =
   | { kind: 'ecdsa'; digest: Buffer }
   | { kind: 'eddsa'; message: Buffer }
-  | { kind: 'rsa'; padding: 'pss' | 'pkcs1'; hash: 'sha256' | 'sha384' | 'sha512'; message: Buffer };
+  | { kind: 'rsa'; padding: 'pss' | 'pkcs1'; hash: RsaHash; message: Buffer };
 
 export interface KeyPairHandles {
   privateKey: Handle;

@@ -2,7 +2,7 @@
 // constants that pkcs11js 2.1.7 lacks, and the names of the configurable wrap mechanisms.
 import * as pkcs11 from 'pkcs11js';
 import { ConfigError } from '../errors.js';
-import type { HashName } from '../crypto/algorithms.js';
+import type { RsaHash } from '../crypto/algorithms.js';
 
 /** PKCS#11 3.0 values, absent from pkcs11js 2.1.7. */
 export const CKK_EC_EDWARDS = 0x40;
@@ -46,7 +46,7 @@ export function wrapMechanismId(name: string): number {
 }
 
 /** Hash mechanisms and MGF1 variants for RSA-PSS, by protocol hash name. */
-export const RSA_HASH: Readonly<Record<Exclude<HashName, 'keccak256'>, { pkcs1: number; pss: number; hashAlg: number; mgf: number; length: number }>> = {
+export const RSA_HASH: Readonly<Record<RsaHash, { pkcs1: number; pss: number; hashAlg: number; mgf: number; length: number }>> = {
   sha256: { pkcs1: pkcs11.CKM_SHA256_RSA_PKCS, pss: pkcs11.CKM_SHA256_RSA_PKCS_PSS, hashAlg: pkcs11.CKM_SHA256, mgf: pkcs11.CKG_MGF1_SHA256, length: 32 },
   sha384: { pkcs1: pkcs11.CKM_SHA384_RSA_PKCS, pss: pkcs11.CKM_SHA384_RSA_PKCS_PSS, hashAlg: pkcs11.CKM_SHA384, mgf: pkcs11.CKG_MGF1_SHA384, length: 48 },
   sha512: { pkcs1: pkcs11.CKM_SHA512_RSA_PKCS, pss: pkcs11.CKM_SHA512_RSA_PKCS_PSS, hashAlg: pkcs11.CKM_SHA512, mgf: pkcs11.CKG_MGF1_SHA512, length: 64 },
