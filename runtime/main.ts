@@ -1,7 +1,7 @@
 // Entry point: runs the command line and exits with its code. The only place that exits, and
 // the only place that handles signals.
 import { readFileSync } from 'node:fs';
-import { runCli } from './cli.js';
+import { runCli } from './cli/cli.js';
 
 /** First SIGTERM/SIGINT: stop taking jobs and drain. Second: leave now, non-zero. */
 function stopSignal(): AbortSignal {

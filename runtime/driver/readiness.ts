@@ -3,7 +3,7 @@
 // opens again by itself. A job failing with HSM_UNAVAILABLE or DATABASE_UNAVAILABLE closes it.
 import type { Logger } from 'pino';
 import { Backoff, sleep } from './backoff.js';
-import { toWireError, type ErrorCode } from './errors.js';
+import { toWireError, type ErrorCode } from '../errors.js';
 
 export type Part = 'hsm' | 'database';
 export type Check = () => Promise<void>;

@@ -2,7 +2,7 @@
 // keys, an unsupported algorithm, a wrong PIN and a database that is down.
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { useCli } from '../support/cli.js';
+import { useCli } from '../../support/cli.js';
 
 const cli = useCli();
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');

@@ -1,17 +1,17 @@
 // `hsm list` (slots, tokens, the mechanisms that matter) and `hsm test` (login, master key
 // posture, a keygen → sign → verify self-test per algorithm through the real handlers).
 import type { Logger } from 'pino';
-import { keygen } from '../handlers/keygen.js';
-import { sign } from '../handlers/sign.js';
-import type { JobContext } from './context.js';
-import { ALGORITHMS, ALGORITHM_SPECS, type Algorithm } from './crypto/algorithms.js';
-import { resolveHsmConfig, resolveModule, type Settings } from './config.js';
-import { toWireError } from './errors.js';
-import { Hsm } from './hsm/hsm.js';
-import { LISTED_MECHANISMS } from './hsm/mechanisms.js';
-import { Pkcs11Library } from './hsm/module.js';
-import { MemoryStore } from './store/memory.js';
-import { VERSION } from './version.js';
+import { keygen } from '../../handlers/keygen.js';
+import { sign } from '../../handlers/sign.js';
+import type { JobContext } from '../context.js';
+import { ALGORITHMS, ALGORITHM_SPECS, type Algorithm } from '../crypto/algorithms.js';
+import { resolveHsmConfig, resolveModule, type Settings } from '../config.js';
+import { toWireError } from '../errors.js';
+import { Hsm } from '../hsm/hsm.js';
+import { LISTED_MECHANISMS } from '../hsm/mechanisms.js';
+import { Pkcs11Library } from '../hsm/module.js';
+import { MemoryStore } from '../store/memory.js';
+import { VERSION } from '../version.js';
 
 export function hsmList(settings: Settings, env: NodeJS.ProcessEnv): string[] {
   const library = new Pkcs11Library(resolveModule(settings, env));

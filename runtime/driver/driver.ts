@@ -1,18 +1,18 @@
 // `hsm-driver run`: wires configuration, HSM, store, job API, readiness gate and poll loop;
 // then, when told to stop, drains running jobs and closes everything. Returns the exit code.
 import type { Logger } from 'pino';
-import { resolveHsmConfig, resolveRunConfig, resolveStoreOptions, type Settings } from './config.js';
+import { resolveHsmConfig, resolveRunConfig, resolveStoreOptions, type Settings } from '../config.js';
 import { runJob } from './dispatch.js';
-import { Hsm } from './hsm/hsm.js';
-import { HsmError } from './errors.js';
+import { Hsm } from '../hsm/hsm.js';
+import { HsmError } from '../errors.js';
 import { JobApi, type LeasedJob } from './job-api.js';
 import { pollLoop, type DriverState } from './loop.js';
 import { Readiness } from './readiness.js';
 import { Semaphore } from './semaphore.js';
-import { ReopeningStore } from './store/reopening.js';
+import { ReopeningStore } from '../store/reopening.js';
 import { loadClientTls } from './tls.js';
 import { sleep } from './backoff.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../version.js';
 
 export async function runDriver(settings: Settings, env: NodeJS.ProcessEnv, log: Logger, stop: AbortSignal): Promise<number> {
   const startedAt = performance.now();

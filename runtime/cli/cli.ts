@@ -2,14 +2,14 @@
 // Returns an exit code; only main.ts exits the process.
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
-import { OPTIONS, settingsFrom, type OptionSpec, type Settings } from './config.js';
-import { ConfigError, InputError, toWireError } from './errors.js';
+import { OPTIONS, settingsFrom, type OptionSpec, type Settings } from '../config.js';
+import { ConfigError, InputError, toWireError } from '../errors.js';
 import { hsmList, hsmTest } from './hsm-commands.js';
-import { createLogger } from './log.js';
+import { createLogger } from '../log.js';
 import { runOneShot } from './oneshot.js';
-import { runDriver } from './driver.js';
-import { installService } from './service.js';
-import { versionLines } from './version.js';
+import { runDriver } from '../driver/driver.js';
+import { installService } from '../service/systemd.js';
+import { versionLines } from '../version.js';
 
 export interface Io {
   stdout: (line: string) => void;

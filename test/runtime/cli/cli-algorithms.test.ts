@@ -10,9 +10,9 @@ import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PROTOCOL_ALGORITHMS, useCli, type ProtocolAlgorithm, type TokenName } from '../support/cli.js';
-import { usePostgresDatabase } from '../support/postgres.js';
-import { ORDER } from './crypto/keys.js';
+import { PROTOCOL_ALGORITHMS, useCli, type ProtocolAlgorithm, type TokenName } from '../../support/cli.js';
+import { usePostgresDatabase } from '../../support/postgres.js';
+import { ORDER } from '../crypto/keys.js';
 
 const cli = useCli();
 const postgresUrl = usePostgresDatabase();

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAnswer, PROTOCOL_ALGORITHMS, tokenEnv, tokenPin, useCli, type RunOptions } from '../support/cli.js';
+import { parseAnswer, PROTOCOL_ALGORITHMS, tokenEnv, tokenPin, useCli, type RunOptions } from '../../support/cli.js';
 
 const cli = useCli();
 const freshId = (what: string) => `k_${what}.${randomBytes(4).toString('hex')}`;
@@ -170,7 +170,7 @@ describe('hsm and version commands', () => {
   });
 
   it('version prints the package version', () => {
-    const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8'));
+    const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', '..', 'package.json'), 'utf8'));
     const res = cli.run(['version']);
     expect(res.status).toBe(0);
     expect(res.stdout.split('\n')[0]).toBe(`hsm-driver ${version}`);

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { installService, unitFile } from '../../runtime/service.js';
+import { installService, unitFile } from '../../../runtime/service/systemd.js';
 
 const options = (dir: string) => ({
   execPath: '/usr/local/bin/hsm-driver',

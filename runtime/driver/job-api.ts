@@ -3,7 +3,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from './backoff.js';
-import type { WireError } from './errors.js';
+import type { WireError } from '../errors.js';
 import type { ClientTls } from './tls.js';
 
 /** A leased job as the API sent it; `kind` and `input` are checked later, by the dispatcher. */

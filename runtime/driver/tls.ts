@@ -2,7 +2,7 @@
 // the CA bundle that the job API's certificate must chain to. Every problem is one clear line.
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 
 export interface ClientTls {
   /** PEM: the leaf, optionally followed by its intermediate(s). */

@@ -4,12 +4,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { loadClientTls } from '../../runtime/tls.js';
+import { loadClientTls } from '../../../runtime/driver/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tls-'));
 const f = (name: string) => join(dir, name);
 beforeAll(() => {
-  execFileSync('bash', [join(import.meta.dirname, '../../scripts/pki.sh'), dir, 'driver', 'other'], { stdio: 'ignore' });
+  execFileSync('bash', [join(import.meta.dirname, '../../../scripts/pki.sh'), dir, 'driver', 'other'], { stdio: 'ignore' });
 });
 
 describe('loadClientTls', () => {

@@ -2,15 +2,15 @@
 // JSON line on stdout, {"output": …} (exit 0) or {"error": {code, message, retryable}} (exit 1).
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { handlerFor } from '../handlers/index.js';
-import { resolveHsmConfig, resolveStoreOptions, type Settings } from './config.js';
-import { ConfigError, toWireError } from './errors.js';
-import { Hsm } from './hsm/hsm.js';
-import { UnavailableHsm } from './hsm/unavailable.js';
-import { openStore } from './store/index.js';
-import { storeKind, UnavailableStore } from './store/unavailable.js';
-import type { WrappedKeyStore } from './store/store.js';
-import { VERSION } from './version.js';
+import { handlerFor } from '../../handlers/index.js';
+import { resolveHsmConfig, resolveStoreOptions, type Settings } from '../config.js';
+import { ConfigError, toWireError } from '../errors.js';
+import { Hsm } from '../hsm/hsm.js';
+import { UnavailableHsm } from '../hsm/unavailable.js';
+import { openStore } from '../store/index.js';
+import { storeKind, UnavailableStore } from '../store/unavailable.js';
+import type { WrappedKeyStore } from '../store/store.js';
+import { VERSION } from '../version.js';
 
 export interface OneShotResult {
   line: string;

@@ -1,12 +1,12 @@
 // Runs one leased job: find its handler, run it with a context, turn any failure into its wire
 // error (once, here), post the answer, log the outcome. Never throws.
 import type { Logger } from 'pino';
-import { handlerFor } from '../handlers/index.js';
-import type { DriverInfo, HsmPort } from './context.js';
-import { toWireError, type WireError } from './errors.js';
+import { handlerFor } from '../../handlers/index.js';
+import type { DriverInfo, HsmPort } from '../context.js';
+import { toWireError, type WireError } from '../errors.js';
 import type { Answer, JobApi, LeasedJob } from './job-api.js';
 import type { Readiness } from './readiness.js';
-import type { WrappedKeyStore } from './store/store.js';
+import type { WrappedKeyStore } from '../store/store.js';
 
 export interface DispatchDeps {
   api: Pick<JobApi, 'answer'>;
