@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildWindowsAddon } from './mingw.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -65,4 +66,15 @@ export function buildAddon({ include, outfile }) {
   const glibcxx = maxSymbolVersion(outfile, 'GLIBCXX');
   if (glibcxx && compareVersions(glibcxx, GLIBCXX_CEILING) > 0) throw new Error(`${outfile} needs GLIBCXX_${glibcxx}, above Node's ${GLIBCXX_CEILING}`);
   return createHash('sha256').update(readFileSync(outfile)).digest('hex');
+}
+
+/** pkcs11js's sources cross-compiled for win-x64 (build/mingw.mjs); returns the addon's SHA-256. */
+export function buildWindowsPkcs11js({ outfile }) {
+  const pkcs11js = dirname(createRequire(import.meta.url).resolve('pkcs11js/package.json'));
+  return buildWindowsAddon({ cwd: pkcs11js, sources: ['src/dl.cpp', 'src/common.cpp', 'src/main.cpp'], includeDirs: [join(pkcs11js, 'includes')], outfile });
+}
+
+/** Our Win32 helper (service control, security descriptors, event log) for win-x64; returns its SHA-256. */
+export function buildWin32Helper({ outfile }) {
+  return buildWindowsAddon({ cwd: root, sources: ['runtime/service/native/win32.cc'], libs: ['advapi32'], outfile });
 }

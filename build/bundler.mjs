@@ -43,15 +43,15 @@ function addonLoader(sea) {
 
 /**
  * Writes one CJS bundle of runtime/main.ts to `outfile`. `sea` builds the single binary's script,
- * which must know the SHA-256 of the addon embedded beside it (`addonSha256`).
+ * which must know the SHA-256 of each native module embedded beside it (`assets`: name → hash).
  */
-export async function bundle({ outfile, sea = false, addonSha256 = undefined }) {
+export async function bundle({ outfile, sea = false, assets = undefined }) {
   const define = {
     // yargs 18 is ESM and calls createRequire(import.meta.url); give it this file's URL.
     'import.meta.url': '__import_meta_url',
     HSM_DRIVER_COMMIT: JSON.stringify(gitCommit()),
   };
-  if (sea) define.HSM_DRIVER_ADDON_SHA256 = JSON.stringify(addonSha256);
+  if (sea) define.HSM_DRIVER_ASSETS = JSON.stringify(assets);
   await build({
     absWorkingDir: root, // paths in the bundle's comments are relative to it, wherever we run from
     entryPoints: [join(root, 'runtime/main.ts')],

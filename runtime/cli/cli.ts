@@ -2,13 +2,15 @@
 // Returns an exit code; only main.ts exits the process.
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
-import { OPTIONS, settingsFrom, type OptionSpec, type Settings } from '../config.js';
+import { settingsFrom, type Settings } from '../config.js';
 import { ConfigError, InputError, toWireError } from '../errors.js';
 import { hsmList, hsmTest } from './hsm-commands.js';
 import { createLogger } from '../log.js';
 import { runOneShot } from './oneshot.js';
 import { runDriver } from '../driver/driver.js';
-import { installService } from '../service/systemd.js';
+import { serviceCommand } from './service-command.js';
+import { withOptions } from './options.js';
+import { addonOrigin } from '../hsm/addon.js';
 import { versionLines } from '../version.js';
 
 export interface Io {
@@ -18,15 +20,6 @@ export interface Io {
   env: NodeJS.ProcessEnv;
   /** Returns a signal that aborts on the first SIGTERM/SIGINT (the second one forces exit). */
   stopSignal: () => AbortSignal;
-}
-
-/** Adds the configuration flags; the job API's only to `run`. */
-function withOptions<T>(y: Argv<T>, jobApi = false): Argv<T> {
-  for (const [name, spec] of Object.entries(OPTIONS) as Array<[string, OptionSpec]>) {
-    if (spec.group === 'Job API' && !jobApi) continue;
-    y = y.option(name, { type: spec.type, describe: `${spec.describe} [env ${spec.env}]`, group: `${spec.group}:` });
-  }
-  return y;
 }
 
 function readJobInput(argv: Record<string, unknown>, io: Io): unknown {
@@ -101,35 +94,12 @@ export async function runCli(args: string[], io: Io): Promise<number> {
         exitCode = ok ? 0 : 1;
       },
     )
-    .command(
-      'service <action>',
-      'install: write a hardened systemd unit running this binary as a dedicated user (Linux, as root)',
-      (y) =>
-        y
-          .positional('action', { choices: ['install'] as const, demandOption: true })
-          .option('name', { type: 'string', default: 'hsm-driver', describe: 'unit and state directory name' })
-          .option('user', { type: 'string', default: 'hsm-driver', describe: 'system user the service runs as (created if missing)' })
-          .option('unit-dir', { type: 'string', default: '/etc/systemd/system' })
-          .option('config-dir', { type: 'string', default: '/etc/hsm-driver', describe: 'holds NAME.env and user.pin' })
-          .option('exec-path', { type: 'string', describe: 'binary the unit starts [default: this executable]' })
-          .option('read-write-path', { type: 'string', array: true, default: [], describe: 'extra writable path (e.g. a SoftHSM token dir); repeatable' })
-          .option('create-user', { type: 'boolean', default: true }),
-      (argv) => {
-        const lines = installService(
-          {
-            execPath: argv['exec-path'] ?? process.execPath,
-            name: argv.name,
-            user: argv.user,
-            unitDir: argv['unit-dir'],
-            configDir: argv['config-dir'],
-            readWritePaths: argv['read-write-path'].map(String),
-          },
-          argv['create-user'],
-        );
-        for (const line of lines) io.stdout(line);
-      },
-    )
-    .command('version', 'print the driver version and what this build is made of', {}, () => versionLines().forEach((line) => io.stdout(line)))
+    .command(serviceCommand(io, (code) => (exitCode = code)))
+    .command('version', 'print the driver version and what this build is made of (exit 1 if its native addon cannot load)', {}, () => {
+      for (const line of versionLines()) io.stdout(line);
+      // A binary whose addon cannot load must fail its own smoke test.
+      if (addonOrigin()?.startsWith('unavailable')) exitCode = 1;
+    })
     .demandCommand(1, 'name a command; see --help')
     .strict()
     .version(false)

@@ -25,6 +25,14 @@ export interface TokenSummary {
 /** CK_SLOT_INFO flag; pkcs11js does not export it. */
 const CKF_TOKEN_PRESENT = 0x1;
 
+/** What pkcs11js's bare "Win32 error N" from LoadLibrary means, for the operator. */
+function loadHint(message: string): string {
+  const code = /^Win32 error (\d+)/.exec(message)?.[1];
+  if (code === '126') return ' (the DLL, or a DLL it needs, was not found: check the path and install the vendor client)';
+  if (code === '193') return ' (not a 64-bit Windows DLL)';
+  return '';
+}
+
 const trim = (s: string) => s.replace(/\0+$/, '').trim();
 
 /** A slot handle (a little-endian CK_ULONG) as a decimal string. */
@@ -40,7 +48,8 @@ export class Pkcs11Library {
     try {
       this.lib.load(path);
     } catch (err) {
-      throw new ConfigError(`cannot load PKCS#11 module ${path}: ${(err as Error).message.split('\n')[0]}`);
+      const why = (err as Error).message.split('\n')[0]!;
+      throw new ConfigError(`cannot load PKCS#11 module ${path}: ${why}${loadHint(why)}`);
     }
   }
 

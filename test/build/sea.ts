@@ -8,15 +8,15 @@ const root = join(import.meta.dirname, '..', '..');
 
 export const BINARY = 'hsm-driver-linux-x64';
 
-/** Runs build/sea.mjs into `outdir` and returns the binary's path; the build's output on failure. */
-export function buildBinary(outdir: string): string {
+/** Runs build/sea.mjs for one target into `outdir` and returns the binary's path; the build's output on failure. */
+export function buildBinary(outdir: string, target: 'linux-x64' | 'win-x64' = 'linux-x64'): string {
   try {
-    execFileSync(process.execPath, [join(root, 'build/sea.mjs'), '--outdir', outdir], { stdio: 'pipe', encoding: 'utf8' });
+    execFileSync(process.execPath, [join(root, 'build/sea.mjs'), '--outdir', outdir, '--target', target], { stdio: 'pipe', encoding: 'utf8' });
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
     throw new Error(`build/sea.mjs failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
   }
-  return join(outdir, BINARY);
+  return join(outdir, target === 'win-x64' ? 'hsm-driver-win-x64.exe' : BINARY);
 }
 
 /** The binary global-setup built for this run. */

@@ -3,7 +3,7 @@
 // run (HSM_DRIVER_BUNDLE) and the single binary (HSM_DRIVER_BINARY). The env it sets reaches
 // every test worker.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -28,8 +28,15 @@ export default function setup(): () => void {
   // The tests run a bundle of their own, outside the repo: it must need nothing beside it.
   process.env.HSM_DRIVER_BUNDLE = join(dir, 'dist', 'hsm-driver.cjs');
   execFileSync(process.execPath, [join(root, 'build/bundle.mjs'), '--outdir', join(dir, 'dist')], { stdio: 'ignore' });
-  // And the single binary, built once for the build tests and the end-to-end runs against it.
+  // And the single binaries, built once for the build tests and the end-to-end runs against them.
   process.env.HSM_DRIVER_BINARY = join(dir, 'bin', 'hsm-driver-linux-x64');
+  process.env.HSM_DRIVER_WIN_EXE = join(dir, 'bin', 'hsm-driver-win-x64.exe');
   execFileSync(process.execPath, [join(root, 'build/sea.mjs'), '--outdir', join(dir, 'bin')], { stdio: 'pipe' });
+  // Where Wine is installed: the prefix the build checked the exe in, and the PKCS#11 bridge to SoftHSM.
+  if (existsSync('/usr/lib/wine/wine64')) {
+    process.env.HSM_DRIVER_WINE_PREFIX = execFileSync('bash', [join(root, 'scripts/wine/prefix.sh'), join(root, 'build/.cache/wine-prefix')], { encoding: 'utf8' }).trim();
+    execFileSync('bash', [join(root, 'scripts/wine/build-bridge.sh'), join(dir, 'wine')], { stdio: 'pipe' });
+    process.env.HSM_DRIVER_PKCS11_BRIDGE = join(dir, 'wine', 'pkcs11-bridge.dll');
+  }
   return () => rmSync(dir, { recursive: true, force: true });
 }
