@@ -14,13 +14,21 @@ import { loadClientTls } from './tls.js';
 import { sleep } from './backoff.js';
 import { VERSION } from '../version.js';
 
-export async function runDriver(settings: Settings, env: NodeJS.ProcessEnv, log: Logger, stop: AbortSignal): Promise<number> {
+/** `onState` hears every state change (the Windows service reports them to the SCM). */
+export async function runDriver(
+  settings: Settings,
+  env: NodeJS.ProcessEnv,
+  log: Logger,
+  stop: AbortSignal,
+  onState: (state: DriverState) => void = () => {},
+): Promise<number> {
   const startedAt = performance.now();
   let state: DriverState = 'starting';
   const setState = (next: DriverState) => {
     if (next === state) return;
     log.info({ state: next, previous: state }, 'driver state');
     state = next;
+    onState(next);
   };
   log.info({ state, version: VERSION }, 'driver state');
 

@@ -2,7 +2,7 @@
 // as a dedicated user, with the PIN handed over as a systemd credential (never in the unit or
 // the environment file), plus an environment-file template; creates the user if it is missing.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '../errors.js';
 
@@ -118,5 +118,47 @@ function userExists(user: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** What `service status` prints for systemd's ActiveState, in the SCM's words used on Windows. */
+const STATE_NAMES: Record<string, string> = {
+  active: 'RUNNING',
+  reloading: 'RUNNING',
+  inactive: 'STOPPED',
+  failed: 'STOPPED (failed)',
+  activating: 'START_PENDING',
+  deactivating: 'STOP_PENDING',
+};
+
+/** `service start|stop|status|uninstall` on Linux, through systemctl. */
+export function systemctlVerb(action: 'start' | 'stop' | 'status' | 'uninstall', name: string, unitDir = '/etc/systemd/system'): string[] {
+  const systemctl = (...args: string[]) => {
+    try {
+      return execFileSync('systemctl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    } catch (err) {
+      const e = err as { code?: string; stderr?: string; message: string };
+      if (e.code === 'ENOENT') throw new ConfigError('systemctl not found: service start/stop/status/uninstall drive systemd');
+      throw new ConfigError(`systemctl ${args.join(' ')}: ${(e.stderr || e.message).trim().split('\n')[0]}`);
+    }
+  };
+  const unit = `${name}.service`;
+  switch (action) {
+    case 'start':
+      systemctl('start', unit);
+      return [`started ${name}`];
+    case 'stop':
+      systemctl('stop', unit); // returns once the drain is over (TimeoutStopSec bounds it)
+      return [`stopped ${name}`];
+    case 'status': {
+      const state = systemctl('show', '-p', 'ActiveState', '--value', unit);
+      return [STATE_NAMES[state] ?? state.toUpperCase()];
+    }
+    case 'uninstall': {
+      systemctl('disable', '--now', unit);
+      rmSync(join(unitDir, unit), { force: true });
+      systemctl('daemon-reload');
+      return [`removed ${join(unitDir, unit)} (the env file, PIN and state directory stay)`];
+    }
   }
 }
