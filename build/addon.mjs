@@ -76,5 +76,5 @@ export function buildWindowsPkcs11js({ outfile }) {
 
 /** Our Win32 helper (service control, security descriptors, event log) for win-x64; returns its SHA-256. */
 export function buildWin32Helper({ outfile }) {
-  return buildWindowsAddon({ cwd: root, sources: ['runtime/service/native/win32.cc'], libs: ['advapi32'], outfile });
+  return buildWindowsAddon({ cwd: root, sources: ['runtime/native/win32.cc'], libs: ['advapi32'], outfile });
 }

@@ -59,7 +59,8 @@ export function buildWindowsAddon({ cwd, sources, includeDirs = [], defines = []
         '-I', join(headers, 'include'), ...includeDirs.flatMap((d) => ['-I', d]),
         // No path of this machine in the output, no timestamp in the PE header: reproducible.
         `-ffile-prefix-map=${cwd}=.`, `-ffile-prefix-map=${root}=.`, `-ffile-prefix-map=${work}=.`,
-        '-Wl,--no-insert-timestamp', '-s',
+        // The default image base is hashed from the output's (temp) path; ASLR relocates it anyway.
+        '-Wl,--no-insert-timestamp', '-Wl,--disable-auto-image-base', '-s',
         '-o', outfile,
         ...sources, hook, delayLib,
         '-static',

@@ -3,11 +3,14 @@
 import { statSync, readFileSync, existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { isSea } from 'node:sea';
 import { ALGORITHMS, isAlgorithm, type Algorithm } from './crypto/algorithms.js';
 import { ConfigError } from './errors.js';
 import type { HsmConfig } from './hsm/hsm.js';
 import { DEFAULT_WRAP_MECHANISM, parseWrapMechanism } from './hsm/mechanisms.js';
 import type { StoreOptions } from './store/index.js';
+import { readFault } from './native/windows-acl.js';
+import { win32Helper } from './native/windows-cache.js';
 
 export interface OptionSpec {
   env: string;
@@ -95,6 +98,8 @@ export function readPin(s: Settings, env: NodeJS.ProcessEnv): string {
   if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
     throw new ConfigError(`PIN file ${file} is open to group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
   }
+  const aclFault = process.platform === 'win32' ? windowsPinFault(file) : undefined;
+  if (aclFault) throw new ConfigError(`PIN file ${file} ${aclFault}; let only this account and Administrators read it (service install writes it so)`);
   let pin: string;
   try {
     pin = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
@@ -103,6 +108,13 @@ export function readPin(s: Settings, env: NodeJS.ProcessEnv): string {
   }
   if (pin === '') throw new ConfigError(`PIN file ${file} is empty`);
   return pin;
+}
+
+/** Windows: who else may read the PIN file (by its DACL), when the Win32 helper is at hand (the single binary). */
+function windowsPinFault(file: string): string | undefined {
+  if (!isSea()) return undefined;
+  const win32 = win32Helper();
+  return readFault(win32.readSecurity(file), win32.currentUserSid());
 }
 
 export function parseResidentAlgorithms(value: string | undefined): Algorithm[] {

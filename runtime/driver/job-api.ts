@@ -1,6 +1,6 @@
 // Every HTTPS call to the job API (PROTOCOL.md), over mutual TLS with keep-alive: the only
 // place in the driver that speaks HTTP.
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, buildConnector, request, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from './backoff.js';
 import type { WireError } from '../errors.js';
@@ -34,6 +34,20 @@ const MAX_WAIT_SECONDS = 30;
 const LEASE_MARGIN_MS = 250;
 const JOB_ID = /^[A-Za-z0-9._:~-]{1,256}$/;
 
+/**
+ * undici's TLS connector, except that on Windows TCP keep-alive is switched on once connected:
+ * undici sets it before connecting, and Wine's sockets then fail the connect itself (UNKNOWN).
+ */
+function connector(options: buildConnector.BuildOptions): buildConnector.connector {
+  if (process.platform !== 'win32') return buildConnector(options);
+  const connect = buildConnector({ ...options, keepAlive: false });
+  return (opts, callback) =>
+    connect(opts, (...result) => {
+      if (result[0] === null) result[1].setKeepAlive(true, 60_000);
+      callback(...result);
+    });
+}
+
 export class JobApi {
   private readonly agent: Agent;
   private readonly base: string;
@@ -48,7 +62,7 @@ export class JobApi {
     this.base = `https://${proxyAddr}/v1`;
     this.headers = { 'user-agent': `hsm-driver/${version}`, 'content-type': 'application/json', accept: 'application/json' };
     this.agent = new Agent({
-      connect: { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: 'TLSv1.2', rejectUnauthorized: true },
+      connect: connector({ cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: 'TLSv1.2', rejectUnauthorized: true }),
       keepAliveTimeout: 60_000,
       // The server holds a poll up to `wait` seconds; give it room before calling it a timeout.
       headersTimeout: (MAX_WAIT_SECONDS + 15) * 1000,

@@ -1,4 +1,4 @@
-// The shape of the Windows addon built from native/win32.cc (loaded only on win32): the
+// The shape of the Windows addon built from win32.cc beside this file (loaded only on win32): the
 // Service Control Manager protocol and registration, file security descriptors, the event log.
 
 /** SERVICE_STATUS.dwCurrentState values, as passed to setServiceStatus and returned by queryService. */

@@ -24,14 +24,15 @@ function othersWith(sec: SecurityInfo, me: string, rights: number, also: readonl
   const found = sec.aces
     // An inherit-only ACE applies to children, where CREATOR OWNER becomes whoever creates them: us.
     .filter((a) => a.allow && (a.mask & rights) !== 0 && !(a.flags & INHERIT_ONLY_ACE && a.sid === CREATOR_OWNER_SID))
-    .map((a) => a.sid ?? `(ACE type ${a.type})`)
+    .map((a) => a.sid)
     .filter((sid) => !trusted.has(sid));
   return [...new Set(found)];
 }
 
 /** Why `sec` is not private to `me` (others could change it), or undefined when it is. */
 export function writeFault(sec: SecurityInfo, me: string): string | undefined {
-  if (sec.owner === null || ![me, SYSTEM_SID, ADMINISTRATORS_SID].includes(sec.owner)) return `is owned by ${sec.owner ?? 'no one'}, not by ${me}`;
+  // The helper reports a missing owner as "", which matches no one we trust.
+  if (![me, SYSTEM_SID, ADMINISTRATORS_SID].includes(sec.owner)) return `is owned by ${sec.owner || 'no one'}, not by ${me}`;
   if (!sec.daclPresent) return 'has no DACL (everyone may write it)';
   const others = othersWith(sec, me, WRITE_RIGHTS);
   return others.length > 0 ? `may be written by ${others.join(', ')}` : undefined;

@@ -92,8 +92,11 @@ export async function runAsWindowsService(name: string, settings: Settings, env:
   clearInterval(ticker);
   log.info({ exitCode: code }, 'service stopped');
   report(SERVICE_STOPPED, 0, code === 0 ? 0 : SERVICE_SPECIFIC, code);
-  // After STOPPED the dispatcher returns; leaving before it would look like a crash to the SCM.
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000).unref())]);
   file.close();
+  // After STOPPED the dispatcher returns (within a millisecond); a ref'd timer keeps the process
+  // here until it has, since the native side no longer holds the event loop.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5_000)))]);
+  clearTimeout(timer);
   return code;
 }

@@ -76,7 +76,8 @@ export function installWindowsService(o: WindowsInstallOptions): string[] {
     throw new ConfigError('--postgres-url holds a password, which would be readable in the service registry: use a PGPASSFILE instead');
   }
   const win32 = win32Helper();
-  const account = win32.lookupAccount(o.account);
+  // "LocalSystem" is the SCM's name for SYSTEM, which LookupAccountName does not know.
+  const account = /^(\.\\)?LocalSystem$/i.test(o.account) ? SYSTEM_SID : win32.lookupAccount(o.account);
   const paths = servicePaths(o.programData, o.name);
   // SYSTEM and Administrators own it all; the account may pass through the top directory and
   // change what is inside its own (keys.db, logs).
@@ -86,10 +87,9 @@ export function installWindowsService(o: WindowsInstallOptions): string[] {
     [paths.state, `${admins}(A;OICI;${MODIFY};;;${account})`],
     [paths.logs, `${admins}(A;OICI;${MODIFY};;;${account})`],
   ];
-  for (const [dir, sddl] of directories) {
-    mkdirSync(dir, { recursive: true });
-    win32.setSecurity(dir, sddl);
-  }
+  mkdirSync(o.programData, { recursive: true });
+  // Created with its descriptor, or given it when it exists (a reinstall).
+  for (const [dir, sddl] of directories) if (!win32.createDirectory(dir, sddl)) win32.setSecurity(dir, sddl);
   // Read-only for the account: even the service cannot change its own PIN file.
   const reader = account === SYSTEM_SID ? '' : `(A;;FR;;;${account})`;
   win32.writeFileWithSecurity(paths.pinFile, Buffer.from(o.pin, 'utf8'), `O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)${reader}`);

@@ -43,28 +43,42 @@ export interface WineOptions {
   timeoutMs?: number;
 }
 
-/** Runs `exe args…` under Wine and resolves with its exit code and output (CRLF made LF). */
-export function runUnderWine(exe: string, args: string[], o: WineOptions): Promise<WineRun> {
+export interface WineProcess {
+  /** The exit code once it has exited (CRLF made LF in the output). */
+  exited: Promise<WineRun>;
+  /** What it has written to stderr so far. */
+  stderr(): string;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Starts `exe args…` under Wine; `exec` makes the Wine process itself our child, so kill reaches it. */
+export function startUnderWine(exe: string, args: string[], o: WineOptions): WineProcess {
   const out = mkdtempSync(join(tmpdir(), 'wine-run-'));
   const env: Record<string, string | undefined> = { PATH: '/usr/bin:/bin', HOME: process.env.HOME, WINEPREFIX: o.prefix, WINEDEBUG: '-all', ...o.env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', '"$0" "$@" >"$OUT/stdout" 2>"$OUT/stderr"', WINE, exe, ...args], {
-      cwd: o.cwd,
-      env: { ...(env as Record<string, string>), OUT: out },
-      stdio: 'ignore',
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
+  const read = (name: string) => (existsSync(join(out, name)) ? readFileSync(join(out, name), 'utf8').replace(/\r\n/g, '\n') : '');
+  const child = spawn('sh', ['-c', 'exec "$0" "$@" >"$OUT/stdout" 2>"$OUT/stderr"', WINE, exe, ...args], {
+    cwd: o.cwd,
+    env: { ...(env as Record<string, string>), OUT: out },
+    stdio: 'ignore',
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
+  const exited = new Promise<WineRun>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
-      const read = (name: string) => (existsSync(join(out, name)) ? readFileSync(join(out, name), 'utf8').replace(/\r\n/g, '\n') : '');
       const result = { status: code ?? -1, stdout: read('stdout'), stderr: read('stderr') };
       rmSync(out, { recursive: true, force: true });
-      if (signal) reject(new Error(`${exe} ${args.join(' ')} killed by ${signal}\n${result.stderr}`));
-      else resolve(result);
+      if (signal && signal !== 'SIGKILL') reject(new Error(`${exe} ${args.join(' ')} killed by ${signal}\n${result.stderr}`));
+      else resolve(signal ? { ...result, status: -1 } : result);
     });
   });
+  return { exited, stderr: () => read('stderr'), kill: (signal = 'SIGKILL') => child.kill(signal) };
+}
+
+/** Runs `exe args…` under Wine and resolves with its exit code and output. */
+export function runUnderWine(exe: string, args: string[], o: WineOptions): Promise<WineRun> {
+  return startUnderWine(exe, args, o).exited;
 }
 
 /** Keeps a wineserver alive for `prefix` (services die with it); returns a function that ends it. */
