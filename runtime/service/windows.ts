@@ -9,7 +9,7 @@ import { OPTIONS, type OptionName, type Settings } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { win32Helper } from '../native/windows-cache.js';
 import { SYSTEM_SID } from '../native/windows-acl.js';
-import type { ServiceStatus } from '../native/win32-api.js';
+import { ERROR_SERVICE_DOES_NOT_EXIST, type ServiceStatus, type Win32Error, type Win32Native } from '../native/win32-api.js';
 
 export const DEFAULT_ACCOUNT = 'NT AUTHORITY\\LocalService';
 /** FILE_GENERIC_READ | FILE_GENERIC_EXECUTE, and that plus write and delete ("Modify" in Explorer). */
@@ -94,7 +94,7 @@ export function installWindowsService(o: WindowsInstallOptions): string[] {
   const reader = account === SYSTEM_SID ? '' : `(A;;FR;;;${account})`;
   win32.writeFileWithSecurity(paths.pinFile, Buffer.from(o.pin, 'utf8'), `O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)${reader}`);
   const commandLine = [o.execPath, 'service', 'run', '--name', o.name, ...serviceArgs(o.settings, paths)].map(quoteWindowsArg).join(' ');
-  const { warnings } = win32.installService({
+  const { warnings } = scm(o.name, (w) => w.installService({
     name: o.name,
     displayName: `hsm-driver (${o.name})`,
     description: 'Stateless PKCS#11 signer: polls the job API over mutual TLS and signs with keys wrapped by the HSM.',
@@ -102,7 +102,7 @@ export function installWindowsService(o: WindowsInstallOptions): string[] {
     account: o.account,
     password: o.password,
     autoStart: true,
-  });
+  }));
   return [
     `wrote ${paths.pinFile} (readable by ${o.account} and Administrators only)`,
     `registered service ${o.name}: automatic start, runs as ${o.account}, restarts on failure`,
@@ -112,34 +112,46 @@ export function installWindowsService(o: WindowsInstallOptions): string[] {
   ];
 }
 
+/** Runs an SCM call; its Win32 failure becomes one line for the operator (exit 2). */
+function scm<T>(name: string, call: (win32: Win32Native) => T): T {
+  try {
+    return call(win32Helper());
+  } catch (err) {
+    const code = (err as Partial<Win32Error>).code;
+    if (code === ERROR_SERVICE_DOES_NOT_EXIST) throw new ConfigError(`no service named ${name} is installed (hsm-driver service install --name ${name})`);
+    if (typeof code === 'number') throw new ConfigError((err as Error).message);
+    throw err;
+  }
+}
+
 export function startWindowsService(name: string): string[] {
-  win32Helper().startService(name);
+  scm(name, (w) => w.startService(name));
   return [`started ${name}`];
 }
 
-/** Asks the service to stop and waits (up to `waitMs`) until the SCM says STOPPED. */
+/** Asks the service to stop, then waits (up to `waitMs`) until the SCM says STOPPED: the drain's length. */
 export async function stopWindowsService(name: string, waitMs: number): Promise<string[]> {
-  const win32 = win32Helper();
-  win32.stopService(name);
+  const first = scm(name, (w) => w.stopService(name));
+  const lines = [`stopping ${name}: ${first.stateName}`];
   const until = Date.now() + waitMs;
-  let status: ServiceStatus = win32.queryService(name);
+  let status: ServiceStatus = first;
   while (status.stateName !== 'STOPPED' && Date.now() < until) {
     await new Promise((r) => setTimeout(r, 250));
-    status = win32.queryService(name);
+    status = scm(name, (w) => w.queryService(name));
   }
   if (status.stateName !== 'STOPPED') throw new ConfigError(`${name} is still ${status.stateName} after ${waitMs / 1000} s`);
-  return [`stopped ${name}: ${exitText(status)}`];
+  return [...lines, `stopped ${name}: ${exitText(status)}`];
 }
 
 export function windowsServiceStatus(name: string): string[] {
-  const status = win32Helper().queryService(name);
-  return [status.stateName, ...(status.stateName === 'STOPPED' ? [exitText(status)] : [`pid ${status.pid}`])];
+  const status = scm(name, (w) => w.queryService(name));
+  return [status.stateName, status.stateName === 'STOPPED' ? exitText(status) : `pid ${status.pid}`];
 }
 
 export function uninstallWindowsService(name: string): string[] {
-  const win32 = win32Helper();
-  if (win32.queryService(name).stateName !== 'STOPPED') throw new ConfigError(`${name} is running: stop it first (hsm-driver service stop --name ${name})`);
-  win32.deleteService(name);
+  const state = scm(name, (w) => w.queryService(name)).stateName;
+  if (state !== 'STOPPED') throw new ConfigError(`${name} is ${state}: stop it first (hsm-driver service stop --name ${name})`);
+  scm(name, (w) => w.deleteService(name));
   return [`removed service ${name} (its PIN file, keys and logs under %ProgramData%\\hsm-driver stay)`];
 }
 

@@ -86,7 +86,8 @@ export function persistentWineserver(prefix: string): () => void {
   const env = { ...process.env, WINEPREFIX: prefix };
   spawnSync(WINESERVER, ['-k'], { env });
   spawnSync(WINESERVER, ['-w'], { env });
-  spawnSync(WINESERVER, ['-p'], { env });
+  // It forks into the background: with our pipes it would hold spawnSync open for ever.
+  spawnSync(WINESERVER, ['-p'], { env, stdio: 'ignore' });
   return () => {
     spawnSync(WINESERVER, ['-k'], { env });
     spawnSync(WINESERVER, ['-w'], { env, timeout: 10_000 });
