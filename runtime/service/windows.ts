@@ -4,7 +4,7 @@
 // Administrators (and SYSTEM) may change and only the service account may read, never to the
 // command line or the registry.
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { win32 as windowsPath } from 'node:path';
 import { OPTIONS, type OptionName, type Settings } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { win32Helper } from '../native/windows-cache.js';
@@ -31,8 +31,9 @@ export interface WindowsInstallOptions {
   programData: string;
 }
 
-/** Where a service named `name` keeps its PIN, its SQLite file and its logs. */
+/** Where a service named `name` keeps its PIN, its SQLite file and its logs (Windows paths on any host). */
 export function servicePaths(programData: string, name: string) {
+  const { join } = windowsPath;
   const root = join(programData, 'hsm-driver');
   return { state: join(root, name), pinFile: join(root, name, 'user.pin'), sqlite: join(root, name, 'keys.db'), logs: join(root, 'logs'), logFile: join(root, 'logs', `${name}.log`) };
 }
@@ -83,7 +84,7 @@ export function installWindowsService(o: WindowsInstallOptions): string[] {
   // change what is inside its own (keys.db, logs).
   const admins = 'O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)';
   const directories: Array<[string, string]> = [
-    [join(o.programData, 'hsm-driver'), `${admins}(A;OICI;${READ_EXECUTE};;;${account})`],
+    [windowsPath.join(o.programData, 'hsm-driver'), `${admins}(A;OICI;${READ_EXECUTE};;;${account})`],
     [paths.state, `${admins}(A;OICI;${MODIFY};;;${account})`],
     [paths.logs, `${admins}(A;OICI;${MODIFY};;;${account})`],
   ];

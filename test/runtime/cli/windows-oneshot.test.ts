@@ -3,7 +3,7 @@
 // PostgreSQL; each signature checked on the Linux side by openssl. And a module DLL that is
 // missing or is no DLL at all: one line, exit 2.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,6 +72,18 @@ describe.skipIf(missing)(`the Windows exe against SoftHSM through the bridge${mi
       const again = await job('keygen', { keyId, algorithm }, storeEnv());
       expect(again.answer!.output!.publicKeyDer).toBe(made.answer!.output!.publicKeyDer);
     });
+  });
+
+  it('takes the PIN from a file only it may read, and refuses one everyone may read', async () => {
+    const pinFile = join(dir, 'user.pin');
+    writeFileSync(pinFile, tokenPin('good'), { mode: 0o600 });
+    const env = { USER_PIN: '', USER_PIN_FILE: winPath(pinFile), SQLITE_PATH: winPath(join(dir, 'pin.db')) };
+    expect((await job('health', {}, env)).answer?.output).toMatchObject({ ok: true, hsm: { ok: true } });
+    chmodSync(pinFile, 0o644); // Wine shows this as Everyone: read
+    const open = await job('health', {}, env);
+    expect(open.status).toBe(2);
+    expect(open.stderr).toMatch(/^hsm-driver: PIN file .*user\.pin may be read or changed by S-1-1-0; let only this account and Administrators read it/);
+    expect(open.stderr).not.toContain(tokenPin('good'));
   });
 
   it('a module DLL that does not exist, or is no DLL, is one line and exit 2', async () => {
