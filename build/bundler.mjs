@@ -42,6 +42,25 @@ function addonLoader(sea) {
 }
 
 /**
+ * tiny-secp256k1 reads its WebAssembly file from beside its own source at load; in a bundle
+ * (and in the single binary) there is no such file, so its loader gets the bytes built in.
+ */
+const embedSecp256k1Wasm = {
+  name: 'embed-secp256k1-wasm',
+  setup(b) {
+    b.onLoad({ filter: /tiny-secp256k1[\\/]lib[\\/](cjs[\\/])?wasm_loader\.c?js$/ }, (args) => ({
+      contents: `import binary from ${JSON.stringify(join(dirname(args.path), args.path.includes(`${sep}cjs${sep}`) ? '..' : '.', 'secp256k1.wasm'))};
+import * as rand from './rand.${args.path.endsWith('.cjs') ? 'cjs' : 'js'}';
+import * as validate_error from './validate_error.${args.path.endsWith('.cjs') ? 'cjs' : 'js'}';
+const instance = new WebAssembly.Instance(new WebAssembly.Module(binary), { './rand.js': rand, './validate_error.js': validate_error });
+export default instance.exports;`,
+      resolveDir: dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
+/**
  * Writes one CJS bundle of runtime/main.ts to `outfile`. `sea` builds the single binary's script,
  * which must know the SHA-256 of each native module embedded beside it (`assets`: name → hash).
  */
@@ -60,8 +79,8 @@ export async function bundle({ outfile, sea = false, assets = undefined }) {
     platform: 'node',
     target: 'node24',
     format: 'cjs',
-    loader: { '.node': 'copy' },
-    plugins: [addonLoader(sea)],
+    loader: { '.node': 'copy', '.wasm': 'binary' },
+    plugins: [addonLoader(sea), embedSecp256k1Wasm],
     banner: { js: "const __import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
     define,
     legalComments: 'none',

@@ -2,6 +2,7 @@
 // low-s r‖s, DER, r, s and (secp256k1, P-256) the recovery id (PROTOCOL.md, sign).
 
 import { secp256k1 } from '@noble/curves/secp256k1.js';
+import * as libsecp256k1 from 'tiny-secp256k1';
 import { p256, p384 } from '@noble/curves/nist.js';
 import type { ECDSA } from '@noble/curves/abstract/weierstrass.js';
 import type { Algorithm, EcCurve } from './algorithms.js';
@@ -89,9 +90,20 @@ function recoveryId(
   alg: Algorithm,
   noble: ECDSA,
 ): 0 | 1 {
+  const mismatch = () => new EcdsaRecoveryError(`${alg} signature does not verify against the stored public key`);
+  if (alg === 'ecdsa-secp256k1' && digest.length === 32) {
+    // libsecp256k1 (WebAssembly) recovers a key in ~0.3 ms against noble's ~1.3 ms double
+    // multiplication. The recovered key equals the stored one only if the signature verifies
+    // against it, so this is the verification, and the id that rebuilt it is the answer.
+    const compact = sig.toBytes('compact');
+    for (const id of [0, 1] as const) {
+      const Q = libsecp256k1.recover(digest, compact, id, false);
+      if (Q && Buffer.from(Q.buffer, Q.byteOffset, Q.byteLength).equals(expectedPoint)) return id;
+    }
+    throw mismatch();
+  }
   const { Point } = noble;
   const Fn = Point.Fn;
-  const mismatch = () => new EcdsaRecoveryError(`${alg} signature does not verify against the stored public key`);
   let R: ReturnType<typeof Point.fromBytes>;
   try {
     const Q = Point.fromBytes(expectedPoint);

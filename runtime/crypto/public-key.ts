@@ -100,7 +100,22 @@ function fixed(b64url: string | undefined, size: number): Buffer {
 }
 
 /** The SEC1 uncompressed point (04||x||y) of an EC SPKI, checked to be on `curve`. */
+/** Stored public keys seen by recent signs: parsing one through OpenSSL costs more than the lookup. */
+const pointCache = new Map<string, Buffer>();
+const POINT_CACHE_SIZE = 4096;
+
 export function ecPointFromSpki(spki: Buffer, curve: EcCurve, size: number): Buffer {
+  const cacheKey = `${curve}:${spki.toString('base64')}`;
+  let point = pointCache.get(cacheKey);
+  if (!point) {
+    point = parseEcPoint(spki, curve, size);
+    if (pointCache.size >= POINT_CACHE_SIZE) pointCache.clear();
+    pointCache.set(cacheKey, point);
+  }
+  return point;
+}
+
+function parseEcPoint(spki: Buffer, curve: EcCurve, size: number): Buffer {
   const key = parseSpki(spki);
   const named = key.asymmetricKeyType === 'ec' ? key.asymmetricKeyDetails?.namedCurve : undefined;
   // Node reports the OpenSSL short names for the NIST curves.
