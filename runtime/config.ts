@@ -30,6 +30,8 @@ export const OPTIONS = {
   'wrap-mechanism': { env: 'WRAP_MECHANISM', type: 'string', group: 'HSM', describe: `aes-key-wrap-pad (RFC 5649), aes-kwp (vendor id 0x210b), aes-key-wrap (RFC 3394) or a numeric id [default: ${DEFAULT_WRAP_MECHANISM}]` },
   'resident-algorithms': { env: 'RESIDENT_ALGORITHMS', type: 'string', group: 'HSM', describe: 'comma list of algorithms kept as non-extractable token objects instead of wrapped blobs (for tokens that cannot wrap them, e.g. eddsa-ed25519 on SoftHSM)' },
   sessions: { env: 'HSM_SESSIONS', type: 'number', group: 'HSM', describe: 'PKCS#11 sessions in the pool [default: 4]' },
+  'key-cache-size': { env: 'KEY_CACHE_SIZE', type: 'number', group: 'HSM', describe: 'unwrapped keys kept per session for repeated signs; 0 = off, each sign unwraps and destroys [default: 0]' },
+  'key-cache-ttl': { env: 'KEY_CACHE_TTL', type: 'number', group: 'HSM', describe: 'seconds an unwrapped key may be kept in the HSM before it is destroyed [default: 60]' },
   'sqlite-path': { env: 'SQLITE_PATH', type: 'string', group: 'Database', describe: 'SQLite file, used when no PostgreSQL URL is set [default: ~/.local/share/hsm-driver/keys.db]' },
   'postgres-url': { env: 'POSTGRES_URL', type: 'string', group: 'Database', describe: 'PostgreSQL connection URL (shared by several drivers)' },
   'proxy-addr': { env: 'PROXY_ADDR', type: 'string', group: 'Job API', describe: 'job API address host:port (base URL https://host:port/v1)' },
@@ -144,6 +146,7 @@ export function resolveHsmConfig(s: Settings, env: NodeJS.ProcessEnv): HsmConfig
     masterKeyLabel: s['master-key-label'] ?? 'master',
     wrapMechanism: parseWrapMechanism(s['wrap-mechanism'] ?? DEFAULT_WRAP_MECHANISM),
     residentAlgorithms: parseResidentAlgorithms(s['resident-algorithms']),
+    keyCache: { size: wholeNumber(s['key-cache-size'], 'key-cache-size', 0, 0, 100_000), ttlMs: wholeNumber(s['key-cache-ttl'], 'key-cache-ttl', 60, 1, 86_400) * 1000 },
   };
 }
 

@@ -7,6 +7,7 @@ import { ALGORITHMS, ALGORITHM_SPECS, type Algorithm } from '../crypto/algorithm
 import { ConfigError, DriverError, HsmError, KeyIntegrityError, UnsupportedAlgorithmError } from '../errors.js';
 import type { KeyRecord } from '../store/store.js';
 import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, unwrapIntoSession, wrapKey, type SignRequest } from './keys.js';
+import { cacheKeyOf } from './key-cache.js';
 import { checkMasterKey, MasterKeys } from './master-key.js';
 import { WRAP_MECHANISMS, wrapMechanismId } from './mechanisms.js';
 import { Pkcs11Library } from './module.js';
@@ -46,7 +47,7 @@ export class Hsm implements HsmPort {
 
   private constructor(readonly config: HsmConfig, private readonly log: Logger) {
     this.library = new Pkcs11Library(config.module);
-    this.pool = new SessionPool({ library: this.library, selector: config.selector, pin: config.pin, size: config.sessions, log });
+    this.pool = new SessionPool({ library: this.library, selector: config.selector, pin: config.pin, size: config.sessions, log, keyCache: config.keyCache });
     this.masterKeys = new MasterKeys(this.pool, config.masterKeyLabel);
   }
 
@@ -228,15 +229,40 @@ export class Hsm implements HsmPort {
         return sign(lib, s, key, req);
       }
       if (!record.wrappedKey || !record.wrapMechanism) throw new KeyIntegrityError(`stored row for ${record.keyId} has no key material`);
+      const cache = this.pool.keyCache(s);
+      const cacheKey = cache && cacheKeyOf(record);
+      const cached = cacheKey ? cache.take(cacheKey) : undefined;
+      if (cached) {
+        this.keyCacheStats.hits++;
+        try {
+          const signature = await sign(lib, s, cached, req);
+          cache!.keep(cacheKey!, cached);
+          return signature;
+        } catch (err) {
+          // A kept handle can go stale behind us (a logout, a token reset): never trust it
+          // again, and sign the way an uncached driver would.
+          this.destroy(s, cached);
+          this.log.warn({ keyId: record.keyId, err: (err as Error).message }, 'cached key failed; unwrapping afresh');
+        }
+      } else if (cache) this.keyCacheStats.misses++;
       const master = this.masterKeys.forRow(s, record);
       const key = await unwrapIntoSession(lib, s, wrapMechanismId(record.wrapMechanism), master, record.wrappedKey, record.algorithm);
+      let kept = false;
       try {
-        return await sign(lib, s, key, req);
+        const signature = await sign(lib, s, key, req);
+        if (cache) {
+          cache.keep(cacheKey!, key);
+          kept = true;
+        }
+        return signature;
       } finally {
-        this.destroy(s, key);
+        if (!kept) this.destroy(s, key);
       }
     });
   }
+
+  /** Signs served from the key cache, and signs that had to unwrap while it was on. */
+  readonly keyCacheStats = { hits: 0, misses: 0 };
 
   async health(): Promise<HsmHealth> {
     const started = performance.now();

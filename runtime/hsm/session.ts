@@ -4,6 +4,7 @@
 import * as pkcs11 from 'pkcs11js';
 import type { Logger } from 'pino';
 import { HsmError } from '../errors.js';
+import { SessionKeyCache, type KeyCacheOptions } from './key-cache.js';
 import { Pkcs11Library, type TokenSelector, type TokenSummary } from './module.js';
 import { PIN_REJECTED, asHsmError, recoveryFor, rvName, rvOf, type Recovery } from './rv.js';
 
@@ -14,6 +15,8 @@ export interface PoolOptions {
   pin: string;
   size: number;
   log: Logger;
+  /** Unwrapped keys kept per session (off when absent or size 0). */
+  keyCache?: KeyCacheOptions | undefined;
 }
 
 type Token = TokenSummary & { label: string; serial: string };
@@ -39,8 +42,45 @@ export class SessionPool {
   /** Bumped on every re-initialisation; sessions from an older generation are dropped. */
   generation = 0;
   private logins = 0;
+  /** Per session (by handle), the unwrapped keys it keeps; objects of a session die with it. */
+  private readonly caches = new Map<string, SessionKeyCache>();
+  private readonly sweep: NodeJS.Timeout | undefined;
 
-  constructor(private readonly opts: PoolOptions) {}
+  constructor(private readonly opts: PoolOptions) {
+    const cache = opts.keyCache;
+    if (cache && cache.size > 0) {
+      // Expired keys in idle sessions are destroyed here, at most a second late (a map scan, so
+      // cheap); a busy session's wait until it is idle again.
+      this.sweep = setInterval(() => {
+        for (const s of this.idle) this.caches.get(s.toString('hex'))?.purgeExpired();
+      }, Math.min(Math.max(cache.ttlMs / 4, 100), 1_000)).unref();
+    }
+  }
+
+  /** The key cache of `session` (ours while we hold it), or undefined when caching is off. */
+  keyCache(session: pkcs11.Handle): SessionKeyCache | undefined {
+    const opts = this.opts.keyCache;
+    if (!opts || opts.size === 0) return undefined;
+    const id = session.toString('hex');
+    let cache = this.caches.get(id);
+    if (!cache) {
+      cache = new SessionKeyCache(opts, (handle) => {
+        try {
+          this.lib.C_DestroyObject(session, handle);
+        } catch (err) {
+          this.opts.log.error({ err: asHsmError(err, 'C_DestroyObject').message }, 'could not destroy a cached key');
+        }
+      });
+      this.caches.set(id, cache);
+    }
+    return cache;
+  }
+
+  /** Forgets every cached key: the library or the login went away, and the objects with it. */
+  private forgetCachedKeys(): void {
+    for (const cache of this.caches.values()) cache.forget();
+    this.caches.clear();
+  }
 
   /** Changes whenever cached object handles may have gone stale (new library or new login). */
   get handleEpoch(): string {
@@ -92,8 +132,12 @@ export class SessionPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.sweep);
     await this.drained(DRAIN_BEFORE_REOPEN_MS);
-    for (const s of this.idle) this.closeSession(s);
+    for (const s of this.idle) {
+      this.caches.get(s.toString('hex'))?.destroyAll();
+      this.closeSession(s);
+    }
     this.idle = [];
     this.token = undefined;
     this.opts.library.finalize();
@@ -132,6 +176,7 @@ export class SessionPool {
 
   private async recover(recovery: Recovery): Promise<void> {
     if (recovery === 'login') {
+      this.forgetCachedKeys();
       await this.use(async (s) => this.login(s));
     } else if (recovery === 'library') {
       await this.reopen();
@@ -176,6 +221,7 @@ export class SessionPool {
       this.generation++;
       this.token = undefined;
       this.idle = [];
+      this.forgetCachedKeys();
       await this.drained(DRAIN_BEFORE_REOPEN_MS);
       this.opts.library.finalize();
       try {
@@ -218,6 +264,8 @@ export class SessionPool {
   }
 
   private closeSession(session: pkcs11.Handle): void {
+    this.caches.get(session.toString('hex'))?.forget(); // closing destroys its objects
+    this.caches.delete(session.toString('hex'));
     try {
       this.lib.C_CloseSession(session);
     } catch {

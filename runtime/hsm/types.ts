@@ -1,5 +1,6 @@
 // The shapes the HSM layer takes and gives: its configuration, a generated key, its health.
 import type { Algorithm } from '../crypto/algorithms.js';
+import type { KeyCacheOptions } from './key-cache.js';
 import type { TokenSelector } from './module.js';
 
 export interface HsmConfig {
@@ -10,6 +11,8 @@ export interface HsmConfig {
   masterKeyLabel: string;
   wrapMechanism: string;
   residentAlgorithms: readonly Algorithm[];
+  /** Unwrapped keys kept per session for repeated signs (off when absent). */
+  keyCache?: KeyCacheOptions | undefined;
 }
 
 /** What keygen commits to the store: exactly one of wrappedKey / residentId is set. */
