@@ -73,7 +73,7 @@ export async function bundle({ outfile, sea = false, assets = undefined }) {
   if (sea) define.HSM_DRIVER_ASSETS = JSON.stringify(assets);
   await build({
     absWorkingDir: root, // paths in the bundle's comments are relative to it, wherever we run from
-    entryPoints: [join(root, 'runtime/main.ts')],
+    entryPoints: [join(root, 'runtime/entry.ts')],
     outfile,
     bundle: true,
     platform: 'node',

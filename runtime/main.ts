@@ -20,6 +20,12 @@ function stopSignal(): AbortSignal {
   return stop.signal;
 }
 
+// `hsm-driver version | head -1`: a reader that left early is not an error of ours.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 void runCli(process.argv.slice(2), {
   stdout: (line) => process.stdout.write(`${line}\n`),
   stderr: (line) => process.stderr.write(`${line}\n`),

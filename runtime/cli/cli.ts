@@ -39,7 +39,15 @@ function readJobInput(argv: Record<string, unknown>, io: Io): unknown {
   }
 }
 
+/** The commands, for the one-line answer to a mistyped one (yargs would list every flag instead). */
+export const COMMANDS = ['run', 'keygen', 'sign', 'health', 'hsm', 'service', 'version'] as const;
+
 export async function runCli(args: string[], io: Io): Promise<number> {
+  const first = args[0];
+  if (first !== undefined && !first.startsWith('-') && !(COMMANDS as readonly string[]).includes(first)) {
+    io.stderr(`hsm-driver: unknown command ${JSON.stringify(first)}; commands: ${COMMANDS.join(', ')} (see --help)`);
+    return 2;
+  }
   let exitCode = 0;
   const settingsOf = (argv: Record<string, unknown>): Settings => settingsFrom(argv, io.env);
   const loggerOf = (argv: Record<string, unknown>) => createLogger(settingsOf(argv)['log-level']);
