@@ -14,9 +14,9 @@ function sh(script: string, ...args: string[]): string {
   return execFileSync('bash', [join(root, 'scripts', script), ...args], { encoding: 'utf8' }).trim();
 }
 
-/** The dev token's variables (dev-hsm.sh makes it once) and the PKI directory (pki.sh). */
-export function devSetup(): { token: Record<string, string>; pki: string } {
-  const token = Object.fromEntries([...readFileSync(sh('dev-hsm.sh', join(dev, 'softhsm')), 'utf8').matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+/** The dev token's variables (dev-hsm.sh makes it once, in `tokenDir`) and the PKI directory (pki.sh). */
+export function devSetup(tokenDir = join(dev, 'softhsm')): { token: Record<string, string>; pki: string } {
+  const token = Object.fromEntries([...readFileSync(sh('dev-hsm.sh', tokenDir), 'utf8').matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
   const pki = join(dev, 'pki');
   sh('pki.sh', pki, 'driver');
   if (!existsSync(join(root, 'dist/hsm-driver.cjs'))) execFileSync(node, [join(root, 'build/bundle.mjs')], { stdio: 'inherit' });
