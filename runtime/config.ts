@@ -43,6 +43,7 @@ export const OPTIONS = {
   'poll-wait': { env: 'POLL_WAIT', type: 'number', group: 'Job API', describe: 'long-poll wait in seconds, 0 to 30 [default: 30]' },
   'backoff-max': { env: 'BACKOFF_MAX', type: 'number', group: 'Job API', describe: 'longest pause in seconds between retries of a failing API or HSM [default: 15]' },
   'health-interval': { env: 'HEALTH_INTERVAL', type: 'number', group: 'Job API', describe: 'seconds between background HSM and database checks [default: 10]' },
+  'metrics-addr': { env: 'METRICS_ADDR', type: 'string', group: 'Probes', describe: 'serve /metrics, /livez and /readyz over plain HTTP on host:port, e.g. 127.0.0.1:9464 [default: off]' },
   'log-level': { env: 'LOG_LEVEL', type: 'string', group: 'Logging', describe: 'fatal, error, warn, info, debug or trace [default: info]' },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -170,6 +171,7 @@ export interface RunConfig {
   pollWaitSeconds: number;
   backoffCapMs: number;
   healthIntervalMs: number;
+  metricsAddr?: string | undefined;
 }
 
 export function resolveRunConfig(s: Settings, sessions: number): RunConfig {
@@ -186,5 +188,6 @@ export function resolveRunConfig(s: Settings, sessions: number): RunConfig {
     pollWaitSeconds: wholeNumber(s['poll-wait'], 'poll-wait', 30, 0, 30),
     backoffCapMs: wholeNumber(s['backoff-max'], 'backoff-max', 15, 1, 3600) * 1000,
     healthIntervalMs: wholeNumber(s['health-interval'], 'health-interval', 10, 1, 3600) * 1000,
+    metricsAddr: s['metrics-addr'],
   };
 }

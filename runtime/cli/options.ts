@@ -2,10 +2,13 @@
 import type { Argv } from 'yargs';
 import { OPTIONS, type OptionSpec } from '../config.js';
 
-/** Adds the configuration flags; the job API's only where `jobApi` (run, service install/run). */
+/** Groups of flags only the long-running driver takes. */
+const RUN_ONLY = new Set(['Job API', 'Probes']);
+
+/** Adds the configuration flags; the driver's own only where `jobApi` (run, service install/run). */
 export function withOptions<T>(y: Argv<T>, jobApi = false): Argv<T> {
   for (const [name, spec] of Object.entries(OPTIONS) as Array<[string, OptionSpec]>) {
-    if (spec.group === 'Job API' && !jobApi) continue;
+    if (RUN_ONLY.has(spec.group) && !jobApi) continue;
     y = y.option(name, { type: spec.type, describe: `${spec.describe} [env ${spec.env}]`, group: `${spec.group}:` });
   }
   return y;

@@ -5,6 +5,7 @@ import { handlerFor } from '../../handlers/index.js';
 import type { DriverInfo, HsmPort } from '../context.js';
 import { toWireError, type WireError } from '../errors.js';
 import type { Answer, JobApi, LeasedJob } from './job-api.js';
+import type { DriverMetrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 import type { WrappedKeyStore } from '../store/store.js';
 
@@ -19,6 +20,7 @@ export interface DispatchDeps {
   redact: readonly string[];
   /** The driver's state, logged with each job's outcome. */
   state: () => string;
+  metrics?: DriverMetrics;
 }
 
 export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> {
@@ -44,7 +46,11 @@ export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> 
   } catch (err) {
     delivery = `failed: ${(err as Error).message}`;
   }
-  const durationMs = Math.round(performance.now() - started);
+  const seconds = (performance.now() - started) / 1000;
+  const kindLabel = typeof job.kind === 'string' && ['keygen', 'sign', 'health'].includes(job.kind) ? job.kind : 'other';
+  deps.metrics?.jobs.inc({ kind: kindLabel, outcome: error?.code ?? 'ok' });
+  deps.metrics?.jobDuration.observe({ kind: kindLabel }, seconds);
+  const durationMs = Math.round(seconds * 1000);
   const fields = { durationMs, outcome: error ? 'error' : 'output', code: error?.code, delivery, state: deps.state() };
   if (delivery === 'accepted') log.info(fields, 'job done');
   else log.warn(fields, 'job answer not delivered');

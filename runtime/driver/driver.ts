@@ -8,6 +8,8 @@ import { HsmError } from '../errors.js';
 import { JobApi, type LeasedJob } from './job-api.js';
 import { pollLoop, type DriverState } from './loop.js';
 import { Readiness } from './readiness.js';
+import { DriverMetrics } from './metrics.js';
+import { startProbes } from './probes.js';
 import { Semaphore } from './semaphore.js';
 import { ReopeningStore } from '../store/reopening.js';
 import { loadClientTls } from './tls.js';
@@ -24,10 +26,12 @@ export async function runDriver(
 ): Promise<number> {
   const startedAt = performance.now();
   let state: DriverState = 'starting';
+  let onStateChange = (_next: DriverState) => {};
   const setState = (next: DriverState) => {
     if (next === state) return;
     log.info({ state: next, previous: state }, 'driver state');
     state = next;
+    onStateChange(next);
     onState(next);
   };
   log.info({ state, version: VERSION }, 'driver state');
@@ -53,14 +57,38 @@ export async function runDriver(
       database: () => store.ping(),
     },
     log,
-    run.backoffCapMs,
+    // While degraded, parts are probed at least once a health interval: ready again within one.
+    Math.min(run.backoffCapMs, run.healthIntervalMs),
   );
-  const deps = { api, hsm, store, readiness, driver: { version: VERSION, startedAt }, log, redact: [hsmConfig.pin], state: () => state };
+  const metrics = new DriverMetrics({ sessionsInUse: () => hsm.pool.inUse, keyCache: () => hsm.keyCacheStats, keysStored: () => store.countKeys() });
+  metrics.setState(state);
+  onStateChange = (next) => metrics.setState(next);
+  hsm.observeCalls((fn, seconds) => metrics.hsmCallDuration.observe({ function: fn }, seconds));
+  const probes = run.metricsAddr
+    ? await startProbes(run.metricsAddr, {
+        metrics,
+        notReady: () =>
+          !readiness.everReady ? 'no successful HSM and database check yet'
+          : !readiness.ready ? Object.entries(readiness.reasons).map(([part, why]) => `${part}: ${why}`).join('; ')
+          : state !== 'running' ? `driver is ${state}`
+          : undefined,
+      }).catch(async (err: unknown) => {
+        await Promise.allSettled([hsm.close(), store.close()]);
+        throw err;
+      })
+    : undefined;
+  if (probes) log.info({ address: probes.address }, 'serving /metrics, /livez and /readyz');
+
+  const deps = { api, hsm, store, readiness, driver: { version: VERSION, startedAt }, log, redact: [hsmConfig.pin], state: () => state, metrics };
   const inFlight = new Set<Promise<void>>();
   const track = (job: LeasedJob) => {
     const p = runJob(job, deps);
     inFlight.add(p);
-    return p.finally(() => inFlight.delete(p));
+    metrics.inFlight.set(inFlight.size);
+    return p.finally(() => {
+      inFlight.delete(p);
+      metrics.inFlight.set(inFlight.size);
+    });
   };
 
   // A token or database that dies while the driver is idle is noticed without a job failing.
@@ -68,7 +96,13 @@ export async function runDriver(
   try {
     if (await readiness.probe()) await hsm.allModes().catch(() => undefined); // probe algorithms up front
     await pollLoop(
-      { api, readiness, slots: new Semaphore(run.concurrency), runJob: track, setState, log, pollWaitSeconds: run.pollWaitSeconds, backoffCapMs: run.backoffCapMs },
+      {
+        api, readiness, slots: new Semaphore(run.concurrency), runJob: track, setState, log, pollWaitSeconds: run.pollWaitSeconds, backoffCapMs: run.backoffCapMs,
+        onPoll: (result, cause) => {
+          metrics.polls.inc({ result });
+          if (cause) metrics.pollErrors.inc({ cause });
+        },
+      },
       stop,
     );
   } finally {
@@ -83,5 +117,6 @@ export async function runDriver(
   await api.close();
   if (drained) await Promise.allSettled([hsm.close(), store.close()]);
   setState('stopped');
+  await probes?.close();
   return drained ? 0 : 1;
 }

@@ -23,6 +23,8 @@ export class ApiError extends Error {
   constructor(
     message: string,
     readonly status?: number,
+    /** For a failure with no HTTP status: the network error code, or what was wrong with the body. */
+    readonly code?: string,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -116,7 +118,7 @@ export class JobApi {
     } catch (err) {
       if (signal.aborted) throw err;
       const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
-      throw new ApiError(`${method} ${path.split('?')[0]} failed: ${e.cause?.code ?? e.code ?? e.message}`);
+      throw new ApiError(`${method} ${path.split('?')[0]} failed: ${e.cause?.code ?? e.code ?? e.message}`, undefined, e.cause?.code ?? e.code ?? 'network');
     }
   }
 }
@@ -128,9 +130,9 @@ async function drain<T>(res: Dispatcher.ResponseData, value: T): Promise<T> {
 
 /** Checks the envelope; a job without a usable id cannot be answered, so it is an ApiError. */
 export function parseJob(body: unknown): LeasedJob {
-  if (typeof body !== 'object' || body === null) throw new ApiError('poll returned a job that is not a JSON object');
+  if (typeof body !== 'object' || body === null) throw new ApiError('poll returned a job that is not a JSON object', undefined, 'bad-job');
   const b = body as Record<string, unknown>;
-  if (typeof b.id !== 'string' || !JOB_ID.test(b.id)) throw new ApiError('poll returned a job without a usable id');
+  if (typeof b.id !== 'string' || !JOB_ID.test(b.id)) throw new ApiError('poll returned a job without a usable id', undefined, 'bad-job');
   const lease = typeof b.leaseExpiresAt === 'string' ? new Date(b.leaseExpiresAt) : new Date(NaN);
   return {
     id: b.id,

@@ -17,6 +17,14 @@ export interface LoopDeps {
   log: Logger;
   pollWaitSeconds: number;
   backoffCapMs: number;
+  /** Hears each poll's result: a job, none, or an error with its cause. */
+  onPoll?: (result: 'job' | 'empty' | 'error', cause?: string) => void;
+}
+
+/** An HTTP status, or the network error's code (ECONNREFUSED, UND_ERR_…), as a metric label. */
+function pollErrorCause(err: unknown): string {
+  const e = err as { status?: number; code?: string };
+  return e.status !== undefined ? String(e.status) : (e.code ?? 'other');
 }
 
 /** Returns when `stop` aborts; jobs already started keep running (the caller drains them). */
@@ -38,11 +46,13 @@ export async function pollLoop(deps: LoopDeps, stop: AbortSignal): Promise<void>
       deps.slots.release();
       if (stop.aborted) break;
       if (!deps.readiness.ready) continue; // the gate closed mid-poll: not an API fault
+      deps.onPoll?.('error', pollErrorCause(err));
       const delayMs = backoff.next();
       deps.log.warn({ err: (err as Error).message, delayMs }, 'poll failed, backing off');
       await sleep(delayMs, stop);
       continue;
     }
+    deps.onPoll?.(job ? 'job' : 'empty');
     if (!job) {
       deps.slots.release();
       continue;

@@ -25,6 +25,9 @@ export class Readiness {
     return this.down.size === 0;
   }
 
+  /** False until a probe has found every part usable: a fresh gate is open but not yet proven. */
+  everReady = false;
+
   /** Aborts when the gate closes: the loop ends a pending long poll, so it leases nothing it cannot run. */
   get readySignal(): AbortSignal {
     if (this.closed.signal.aborted && this.ready) this.closed = new AbortController();
@@ -54,6 +57,7 @@ export class Readiness {
         }
       }),
     );
+    if (this.ready) this.everReady = true;
     return this.ready;
   }
 

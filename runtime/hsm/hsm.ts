@@ -158,10 +158,10 @@ export class Hsm implements HsmPort {
     const lib = this.library.lib;
     const { masterKeyLabel, wrapMechanism } = this.config;
     return this.pool.use(async (s) => {
-      const pair = await generateKeyPair(lib, s, algorithm, { mode: 'wrapped' });
+      const pair = await this.timed('C_GenerateKeyPair', () => generateKeyPair(lib, s, algorithm, { mode: 'wrapped' }));
       try {
         const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
-        const wrappedKey = await wrapKey(lib, s, wrapMechanismId(wrapMechanism), this.masterKeys.handle(s, masterKeyLabel), pair.privateKey);
+        const wrappedKey = await this.timed('C_WrapKey', () => wrapKey(lib, s, wrapMechanismId(wrapMechanism), this.masterKeys.handle(s, masterKeyLabel), pair.privateKey));
         return { publicKeyDer, wrappedKey, residentId: null, wrapMechanism, masterKeyLabel };
       } finally {
         this.destroy(s, pair.privateKey);
@@ -174,7 +174,7 @@ export class Hsm implements HsmPort {
     const lib = this.library.lib;
     const id = randomBytes(16);
     return this.oneTokenWriteAtATime(() => this.pool.use(async (s) => {
-      const pair = await generateKeyPair(lib, s, algorithm, { mode: 'resident', id, label: keyId });
+      const pair = await this.timed('C_GenerateKeyPair', () => generateKeyPair(lib, s, algorithm, { mode: 'resident', id, label: keyId }));
       try {
         const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
         return { publicKeyDer, wrappedKey: null, residentId: id, wrapMechanism: null, masterKeyLabel: this.config.masterKeyLabel };
@@ -226,7 +226,7 @@ export class Hsm implements HsmPort {
       if (record.residentId) {
         const [key] = findObjects(lib, s, residentKeyQuery(record.residentId), 1);
         if (!key) throw new ResidentKeyMissing(`resident key for ${record.keyId} is missing from the token`);
-        return sign(lib, s, key, req);
+        return this.timed('C_Sign', () => sign(lib, s, key, req));
       }
       if (!record.wrappedKey || !record.wrapMechanism) throw new KeyIntegrityError(`stored row for ${record.keyId} has no key material`);
       const cache = this.pool.keyCache(s);
@@ -235,7 +235,7 @@ export class Hsm implements HsmPort {
       if (cached) {
         this.keyCacheStats.hits++;
         try {
-          const signature = await sign(lib, s, cached, req);
+          const signature = await this.timed('C_Sign', () => sign(lib, s, cached, req));
           cache!.keep(cacheKey!, cached);
           return signature;
         } catch (err) {
@@ -246,10 +246,10 @@ export class Hsm implements HsmPort {
         }
       } else if (cache) this.keyCacheStats.misses++;
       const master = this.masterKeys.forRow(s, record);
-      const key = await unwrapIntoSession(lib, s, wrapMechanismId(record.wrapMechanism), master, record.wrappedKey, record.algorithm);
+      const key = await this.timed('C_UnwrapKey', () => unwrapIntoSession(lib, s, wrapMechanismId(record.wrapMechanism!), master, record.wrappedKey!, record.algorithm));
       let kept = false;
       try {
-        const signature = await sign(lib, s, key, req);
+        const signature = await this.timed('C_Sign', () => sign(lib, s, key, req));
         if (cache) {
           cache.keep(cacheKey!, key);
           kept = true;
@@ -259,6 +259,22 @@ export class Hsm implements HsmPort {
         if (!kept) this.destroy(s, key);
       }
     });
+  }
+
+  private callObserver: (fn: string, seconds: number) => void = () => {};
+
+  /** Hears how long the PKCS#11 calls that do a job's work take (the driver's metrics). */
+  observeCalls(observer: (fn: string, seconds: number) => void): void {
+    this.callObserver = observer;
+  }
+
+  private async timed<T>(fn: string, call: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      return await call();
+    } finally {
+      this.callObserver(fn, (performance.now() - started) / 1000);
+    }
   }
 
   /** Signs served from the key cache, and signs that had to unwrap while it was on. */

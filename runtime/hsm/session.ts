@@ -57,6 +57,11 @@ export class SessionPool {
     }
   }
 
+  /** Sessions running a call now. */
+  get inUse(): number {
+    return this.busy.size;
+  }
+
   /** The key cache of `session` (ours while we hold it), or undefined when caching is off. */
   keyCache(session: pkcs11.Handle): SessionKeyCache | undefined {
     const opts = this.opts.keyCache;
