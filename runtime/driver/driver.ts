@@ -63,7 +63,7 @@ export async function runDriver(
   const metrics = new DriverMetrics({ sessionsInUse: () => hsm.pool.inUse, keyCache: () => hsm.keyCacheStats, keysStored: () => store.countKeys() });
   metrics.setState(state);
   onStateChange = (next) => metrics.setState(next);
-  hsm.observeCalls((fn, seconds) => metrics.hsmCallDuration.observe({ function: fn }, seconds));
+  hsm.calls.observe((fn, seconds) => metrics.hsmCallDuration.observe({ function: fn }, seconds));
   const probes = run.metricsAddr
     ? await startProbes(run.metricsAddr, {
         metrics,

@@ -6,8 +6,9 @@ import type { Logger } from 'pino';
 import { ALGORITHMS, ALGORITHM_SPECS, type Algorithm } from '../crypto/algorithms.js';
 import { ConfigError, DriverError, HsmError, KeyIntegrityError, UnsupportedAlgorithmError } from '../errors.js';
 import type { KeyRecord } from '../store/store.js';
-import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, unwrapIntoSession, wrapKey, type SignRequest } from './keys.js';
-import { cacheKeyOf } from './key-cache.js';
+import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, wrapKey, type SignRequest } from './keys.js';
+import { signWrapped } from './wrapped-sign.js';
+import { CallTimer } from './call-timer.js';
 import { checkMasterKey, MasterKeys } from './master-key.js';
 import { WRAP_MECHANISMS, wrapMechanismId } from './mechanisms.js';
 import { Pkcs11Library } from './module.js';
@@ -158,10 +159,10 @@ export class Hsm implements HsmPort {
     const lib = this.library.lib;
     const { masterKeyLabel, wrapMechanism } = this.config;
     return this.pool.use(async (s) => {
-      const pair = await this.timed('C_GenerateKeyPair', () => generateKeyPair(lib, s, algorithm, { mode: 'wrapped' }));
+      const pair = await this.calls.time('C_GenerateKeyPair', () => generateKeyPair(lib, s, algorithm, { mode: 'wrapped' }));
       try {
         const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
-        const wrappedKey = await this.timed('C_WrapKey', () => wrapKey(lib, s, wrapMechanismId(wrapMechanism), this.masterKeys.handle(s, masterKeyLabel), pair.privateKey));
+        const wrappedKey = await this.calls.time('C_WrapKey', () => wrapKey(lib, s, wrapMechanismId(wrapMechanism), this.masterKeys.handle(s, masterKeyLabel), pair.privateKey));
         return { publicKeyDer, wrappedKey, residentId: null, wrapMechanism, masterKeyLabel };
       } finally {
         this.destroy(s, pair.privateKey);
@@ -174,7 +175,7 @@ export class Hsm implements HsmPort {
     const lib = this.library.lib;
     const id = randomBytes(16);
     return this.oneTokenWriteAtATime(() => this.pool.use(async (s) => {
-      const pair = await this.timed('C_GenerateKeyPair', () => generateKeyPair(lib, s, algorithm, { mode: 'resident', id, label: keyId }));
+      const pair = await this.calls.time('C_GenerateKeyPair', () => generateKeyPair(lib, s, algorithm, { mode: 'resident', id, label: keyId }));
       try {
         const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
         return { publicKeyDer, wrappedKey: null, residentId: id, wrapMechanism: null, masterKeyLabel: this.config.masterKeyLabel };
@@ -226,56 +227,25 @@ export class Hsm implements HsmPort {
       if (record.residentId) {
         const [key] = findObjects(lib, s, residentKeyQuery(record.residentId), 1);
         if (!key) throw new ResidentKeyMissing(`resident key for ${record.keyId} is missing from the token`);
-        return this.timed('C_Sign', () => sign(lib, s, key, req));
+        return this.calls.time('C_Sign', () => sign(lib, s, key, req));
       }
-      if (!record.wrappedKey || !record.wrapMechanism) throw new KeyIntegrityError(`stored row for ${record.keyId} has no key material`);
-      const cache = this.pool.keyCache(s);
-      const cacheKey = cache && cacheKeyOf(record);
-      const cached = cacheKey ? cache.take(cacheKey) : undefined;
-      if (cached) {
-        this.keyCacheStats.hits++;
-        try {
-          const signature = await this.timed('C_Sign', () => sign(lib, s, cached, req));
-          cache!.keep(cacheKey!, cached);
-          return signature;
-        } catch (err) {
-          // A kept handle can go stale behind us (a logout, a token reset): never trust it
-          // again, and sign the way an uncached driver would.
-          this.destroy(s, cached);
-          this.log.warn({ keyId: record.keyId, err: (err as Error).message }, 'cached key failed; unwrapping afresh');
-        }
-      } else if (cache) this.keyCacheStats.misses++;
-      const master = this.masterKeys.forRow(s, record);
-      const key = await this.timed('C_UnwrapKey', () => unwrapIntoSession(lib, s, wrapMechanismId(record.wrapMechanism!), master, record.wrappedKey!, record.algorithm));
-      let kept = false;
-      try {
-        const signature = await this.timed('C_Sign', () => sign(lib, s, key, req));
-        if (cache) {
-          cache.keep(cacheKey!, key);
-          kept = true;
-        }
-        return signature;
-      } finally {
-        if (!kept) this.destroy(s, key);
-      }
+      const { wrappedKey, wrapMechanism } = record;
+      if (!wrappedKey || !wrapMechanism) throw new KeyIntegrityError(`stored row for ${record.keyId} has no key material`);
+      const deps = {
+        lib,
+        cache: this.pool.keyCache(s),
+        masterKey: () => this.masterKeys.forRow(s, record),
+        timed: <T>(fn: string, call: () => Promise<T>) => this.calls.time(fn, call),
+        destroy: (object: pkcs11.Handle) => this.destroy(s, object),
+        stats: this.keyCacheStats,
+        log: this.log,
+      };
+      return signWrapped(deps, s, { ...record, wrappedKey, wrapMechanism }, req);
     });
   }
 
-  private callObserver: (fn: string, seconds: number) => void = () => {};
-
-  /** Hears how long the PKCS#11 calls that do a job's work take (the driver's metrics). */
-  observeCalls(observer: (fn: string, seconds: number) => void): void {
-    this.callObserver = observer;
-  }
-
-  private async timed<T>(fn: string, call: () => Promise<T>): Promise<T> {
-    const started = performance.now();
-    try {
-      return await call();
-    } finally {
-      this.callObserver(fn, (performance.now() - started) / 1000);
-    }
-  }
+  /** How long the calls doing jobs' work take (the driver's metrics listen). */
+  readonly calls = new CallTimer();
 
   /** Signs served from the key cache, and signs that had to unwrap while it was on. */
   readonly keyCacheStats = { hits: 0, misses: 0 };
