@@ -25,11 +25,15 @@ export interface TokenSummary {
 /** CK_SLOT_INFO flag; pkcs11js does not export it. */
 const CKF_TOKEN_PRESENT = 0x1;
 
-/** What pkcs11js's bare "Win32 error N" from LoadLibrary means, for the operator. */
-function loadHint(message: string): string {
+/** What the loader's error means for the operator: pkcs11js's bare "Win32 error N", or a library the module needs (dlopen names it). */
+function loadHint(message: string, path: string): string {
   const code = /^Win32 error (\d+)/.exec(message)?.[1];
   if (code === '126') return ' (the DLL, or a DLL it needs, was not found: check the path and install the vendor client)';
   if (code === '193') return ' (not a 64-bit Windows DLL)';
+  const needed = /^([^:]+): cannot open shared object file/.exec(message)?.[1];
+  if (needed && needed !== path) {
+    return ` (the module needs ${needed}, which is not on the library path: install it, or mount its directory and set LD_LIBRARY_PATH to it; the container image holds only glibc, libstdc++, libgcc_s and OpenSSL 3's libssl and libcrypto)`;
+  }
   return '';
 }
 
@@ -49,7 +53,7 @@ export class Pkcs11Library {
       this.lib.load(path);
     } catch (err) {
       const why = (err as Error).message.split('\n')[0]!;
-      throw new ConfigError(`cannot load PKCS#11 module ${path}: ${why}${loadHint(why)}`);
+      throw new ConfigError(`cannot load PKCS#11 module ${path}: ${why}${loadHint(why, path)}`);
     }
   }
 
