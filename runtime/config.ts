@@ -1,6 +1,6 @@
 // Every setting the driver takes: its flag, its environment variable, its default, and how it
 // is checked. The one place that reads configuration; the PIN is read here and nowhere else.
-import { statSync, readFileSync, existsSync } from 'node:fs';
+import { statSync, readFileSync, existsSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isSea } from 'node:sea';
@@ -92,15 +92,14 @@ export function readPin(s: Settings, env: NodeJS.ProcessEnv): string {
   }
   const file = s['pin-file'];
   if (!file) throw new ConfigError('no PIN: set USER_PIN or --pin-file (USER_PIN_FILE)');
-  let mode: number;
+  let st: Stats;
   try {
-    mode = statSync(file).mode;
+    st = statSync(file);
   } catch {
     throw new ConfigError(`PIN file ${file} cannot be read`);
   }
-  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
-    throw new ConfigError(`PIN file ${file} is open to group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
-  }
+  const posixFault = process.platform === 'win32' ? undefined : pinFileModeFault(st);
+  if (posixFault) throw new ConfigError(`PIN file ${file} ${posixFault}`);
   const aclFault = process.platform === 'win32' ? windowsPinFault(file) : undefined;
   if (aclFault) throw new ConfigError(`PIN file ${file} ${aclFault}; let only this account and Administrators read it (service install writes it so)`);
   let pin: string;
@@ -111,6 +110,20 @@ export function readPin(s: Settings, env: NodeJS.ProcessEnv): string {
   }
   if (pin === '') throw new ConfigError(`PIN file ${file} is empty`);
   return pin;
+}
+
+/**
+ * POSIX: no access for others, no write for the group. Group read is accepted only for a group
+ * of this process on a file owned by root or by us: a Kubernetes Secret mounted with fsGroup is
+ * root-owned 0440, and on a host a dedicated group can hand the PIN to the service user.
+ */
+function pinFileModeFault(st: Stats): string | undefined {
+  const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+  if ((st.mode & 0o037) !== 0) return `is open to others, or writable or executable by its group (mode ${mode}); chmod 600 it`;
+  if ((st.mode & 0o040) === 0) return undefined;
+  const groups = [process.getgid!(), ...(process.getgroups?.() ?? [])];
+  if ((st.uid === 0 || st.uid === process.getuid!()) && groups.includes(st.gid)) return undefined;
+  return `is readable by group ${st.gid}, which this process is not in, or owned by uid ${st.uid} (mode ${mode}); chmod 600 it`;
 }
 
 /** Windows: who else may read the PIN file (by its DACL), when the Win32 helper is at hand (the single binary). */

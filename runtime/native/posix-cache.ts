@@ -56,7 +56,7 @@ function cacheDir(uid: number): string {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw new ConfigError(`cannot create the addon cache ${dir}: ${firstLine(err)}`);
+    throw new ConfigError(`cannot create the addon cache ${dir}: ${firstLine(err)}; set XDG_CACHE_HOME to a directory this user may write that allows executables`);
   }
   const st = lstatSync(dir);
   const fault = st.isSymbolicLink()

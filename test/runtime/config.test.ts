@@ -1,6 +1,6 @@
 // Configuration rules, without an HSM: flags over environment, the PKCS#11 module choice, how the
 // PIN is read and guarded, and the checks on algorithm lists, wrap mechanisms and pool size.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -93,6 +93,19 @@ describe('readPin', () => {
     expect(err.message).toContain(file);
     expect(err.message).toContain('chmod 600');
     expect(err.message).not.toContain('open-secret-pin');
+  });
+
+  it('accepts a group-readable PIN file only for a group of ours (a Kubernetes Secret with fsGroup), never group-writable', () => {
+    const ours = fileWith('group-pin\n', 0o440);
+    expect(readPin({ 'pin-file': ours }, {})).toBe('group-pin'); // owned by us, our primary group
+    for (const mode of [0o460, 0o640 | 0o004, 0o450]) {
+      expect(configError(() => readPin({ 'pin-file': fileWith('x\n', mode) }, {})).message).toMatch(/chmod 600/);
+    }
+    if (process.getuid!() !== 0) return; // giving a file to another group needs root (CI runs as root)
+    const foreign = fileWith('foreign-group-pin\n', 0o440);
+    const notOurs = [65533, 4242].find((g) => g !== process.getgid!() && !process.getgroups!().includes(g))!;
+    chownSync(foreign, process.getuid!(), notOurs); // root may give a file to any group
+    expect(configError(() => readPin({ 'pin-file': foreign }, {})).message).toMatch(new RegExp(`readable by group ${notOurs}, which this process is not in`));
   });
 
   it('reads a 0600 PIN file without its trailing newline', () => {
