@@ -9,6 +9,7 @@ import { ConfigError } from './errors.js';
 import type { HsmConfig } from './hsm/hsm.js';
 import { DEFAULT_WRAP_MECHANISM, parseWrapMechanism } from './hsm/mechanisms.js';
 import type { StoreOptions } from './store/index.js';
+import { readConfigFile } from './config-file.js';
 import { readFault } from './native/windows-acl.js';
 import { win32Helper } from './native/windows-cache.js';
 
@@ -58,15 +59,38 @@ const SOFTHSM_PATHS = [
   'C:\\SoftHSM2\\lib\\softhsm2-x64.dll',
 ];
 
-/** Merges parsed flags over the environment. Empty strings count as unset, as in shells. */
-export function settingsFrom(argv: Record<string, unknown>, env: NodeJS.ProcessEnv): Settings {
-  const out: Settings = {};
+/** Where each setting came from, for `config check` and the logs. */
+export type Source = 'flag' | 'env' | 'file';
+
+/** The config file named by --config or CONFIG_FILE, if any. */
+export function configFileOf(argv: Record<string, unknown>, env: NodeJS.ProcessEnv): string | undefined {
+  const flag = argv.config;
+  return typeof flag === 'string' && flag !== '' ? flag : env.CONFIG_FILE || undefined;
+}
+
+/**
+ * Merges parsed flags over the environment over the config file (flag > env > file). Empty
+ * strings count as unset, as in shells.
+ */
+export function settingsWithSources(argv: Record<string, unknown>, env: NodeJS.ProcessEnv): { settings: Settings; sources: Partial<Record<OptionName, Source>> } {
+  const path = configFileOf(argv, env);
+  const file = path ? readConfigFile(path, Object.keys(OPTIONS)) : {};
+  const settings: Settings = {};
+  const sources: Partial<Record<OptionName, Source>> = {};
   for (const [name, spec] of Object.entries(OPTIONS) as Array<[OptionName, OptionSpec]>) {
     const flag = argv[name];
-    const value = flag !== undefined && flag !== '' ? String(flag) : env[spec.env];
-    if (value !== undefined && value !== '') out[name] = value;
+    const candidates: Array<[Source, unknown]> = [['flag', flag], ['env', env[spec.env]], ['file', file[name]]];
+    const found = candidates.find(([, v]) => v !== undefined && v !== '');
+    if (found) {
+      settings[name] = String(found[1]);
+      sources[name] = found[0];
+    }
   }
-  return out;
+  return { settings, sources };
+}
+
+export function settingsFrom(argv: Record<string, unknown>, env: NodeJS.ProcessEnv): Settings {
+  return settingsWithSources(argv, env).settings;
 }
 
 export function resolveModule(s: Settings, env: NodeJS.ProcessEnv): string {

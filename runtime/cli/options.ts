@@ -11,5 +11,5 @@ export function withOptions<T>(y: Argv<T>, jobApi = false): Argv<T> {
     if (RUN_ONLY.has(spec.group) && !jobApi) continue;
     y = y.option(name, { type: spec.type, describe: `${spec.describe} [env ${spec.env}]`, group: `${spec.group}:` });
   }
-  return y;
+  return y.option('config', { type: 'string', describe: 'YAML or JSON file of settings, keyed by these flags\' names; flag > env > file [env CONFIG_FILE]', group: 'Config:' });
 }

@@ -3,7 +3,7 @@
 // plain run, a fresh addon cache on an exec tmpfs, the noexec defect, a module missing a library.
 import { execFileSync, execSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -189,6 +189,20 @@ describe.skipIf(missing)(`the image under podman${missing ? ` (skipped: ${missin
       await podman.runAsync(['rm', name]);
     }
   }, 150_000);
+
+  test('settings from a mounted config file (a ConfigMap), with only the file\'s path in the environment', () => {
+    const trial = join(work, 'trial');
+    const config = join(work, 'config.yaml');
+    writeFileSync(config, ['pkcs11-module: /opt/hsm/libsofthsm2.so', 'token-label: hsm-driver-dev', 'pin-file: /run/secrets/user-pin', 'resident-algorithms: eddsa-ed25519', ''].join('\n'));
+    chmodSync(config, 0o644); // settings, not secrets: readable like a ConfigMap
+    const res = podman.run([
+      'run', '--rm', '--read-only', '--cap-drop=ALL', '-e', 'SOFTHSM2_CONF=/softhsm/container.conf', '-e', 'CONFIG_FILE=/etc/hsm-driver/config.yaml',
+      '-v', `${config}:/etc/hsm-driver/config.yaml:ro`, '-v', '/usr/lib/softhsm/libsofthsm2.so:/opt/hsm/libsofthsm2.so:ro', '-v', `${trial}:/softhsm`,
+      '-v', `${trial}/user.pin:/run/secrets/user-pin:ro`, '-v', 'hsm-keys:/var/lib/hsm-driver', IMAGE, 'health', '--input', '{}',
+    ]);
+    expect(res.status, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout).output).toMatchObject({ ok: true, hsm: { ok: true, tokenLabel: 'hsm-driver-dev' }, database: { ok: true, kind: 'sqlite' } });
+  });
 
   test('a noexec cache (Docker\'s default --tmpfs): version exits 1 with one line naming XDG_CACHE_HOME', () => {
     const res = podman.run(['run', '--rm', '--read-only', '--tmpfs', '/cache:rw,noexec,nosuid,nodev', '-e', 'XDG_CACHE_HOME=/cache', IMAGE, 'version']);

@@ -4,7 +4,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseResidentAlgorithms, readPin, resolveHsmConfig, resolveModule, resolveStoreOptions, settingsFrom } from '../../runtime/config.js';
+import { parseResidentAlgorithms, readPin, resolveHsmConfig, resolveModule, resolveStoreOptions, settingsFrom, settingsWithSources } from '../../runtime/config.js';
 import { ConfigError } from '../../runtime/errors.js';
 import { parseWrapMechanism } from '../../runtime/hsm/mechanisms.js';
 
@@ -48,6 +48,35 @@ describe('settingsFrom', () => {
     const s = settingsFrom({ 'master-key-label': '' }, { MASTER_KEY_LABEL: '', SQLITE_PATH: '' });
     expect(s).not.toHaveProperty('master-key-label');
     expect(s).not.toHaveProperty('sqlite-path');
+  });
+});
+
+describe('the config file', () => {
+  const yaml = fileWith('# a mounted file\nproxy-addr: file.example:8443\ntoken-label: from-file\nsessions: 2\nsqlite-path: /var/lib/hsm/keys.db\n', 0o600);
+  it('fills what neither flag nor environment sets: flag > env > file, with each source named', () => {
+    const { settings, sources } = settingsWithSources({ config: yaml, 'token-label': 'from-flag' }, { HSM_SESSIONS: '8' });
+    expect(settings).toMatchObject({ 'proxy-addr': 'file.example:8443', 'token-label': 'from-flag', sessions: '8', 'sqlite-path': '/var/lib/hsm/keys.db' });
+    expect(sources).toMatchObject({ 'proxy-addr': 'file', 'token-label': 'flag', sessions: 'env', 'sqlite-path': 'file' });
+  });
+  it('is named by CONFIG_FILE too, and may be JSON', () => {
+    const json = fileWith(JSON.stringify({ 'log-level': 'debug', concurrency: 3 }), 0o600);
+    expect(settingsFrom({}, { CONFIG_FILE: json })).toMatchObject({ 'log-level': 'debug', concurrency: '3' });
+  });
+  it('refuses an unknown option, the PIN, a nested value, bad YAML and a missing file, each in one line', () => {
+    const cases: Array<[string, RegExp]> = [
+      ['proxy_addr: x:1\n', /unknown option "proxy_addr"; options are the flags' names: pkcs11-module, /],
+      ['pin: 1234\n', /the PIN does not belong in a config file/],
+      ['sessions: [1, 2]\n', /option "sessions" must be a string or a number/],
+      ['proxy-addr: [unclosed\n', /is not valid YAML or JSON/],
+      ['- a\n- b\n', /must be a mapping of option names to values/],
+    ];
+    for (const [text, line] of cases) {
+      const err = configError(() => settingsFrom({ config: fileWith(text, 0o600) }, {}));
+      expect(err.message).toMatch(line);
+      expect(err.message).not.toContain('\n');
+      expect(err.message).not.toContain('1234');
+    }
+    expect(configError(() => settingsFrom({ config: join(dir, 'absent.yaml') }, {})).message).toMatch(/config file .*absent\.yaml cannot be read \(ENOENT\)/);
   });
 });
 
