@@ -78,7 +78,8 @@ export function settingsWithSources(argv: Record<string, unknown>, env: NodeJS.P
   const settings: Settings = {};
   const sources: Partial<Record<OptionName, Source>> = {};
   for (const [name, spec] of Object.entries(OPTIONS) as Array<[OptionName, OptionSpec]>) {
-    const flag = argv[name];
+    // A flag given twice is an array to yargs: the last one wins, as in most tools.
+    const flag = Array.isArray(argv[name]) ? (argv[name] as unknown[]).at(-1) : argv[name];
     const candidates: Array<[Source, unknown]> = [['flag', flag], ['env', env[spec.env]], ['file', file[name]]];
     const found = candidates.find(([, v]) => v !== undefined && v !== '');
     if (found) {

@@ -8,6 +8,7 @@ import { hsmList, hsmTest } from './hsm-commands.js';
 import { createLogger } from '../log.js';
 import { runOneShot } from './oneshot.js';
 import { runDriver } from '../driver/driver.js';
+import { configCheck, configInit } from './config-command.js';
 import { serviceCommand } from './service-command.js';
 import { withOptions } from './options.js';
 import { addonOrigin } from '../hsm/addon.js';
@@ -40,7 +41,7 @@ function readJobInput(argv: Record<string, unknown>, io: Io): unknown {
 }
 
 /** The commands, for the one-line answer to a mistyped one (yargs would list every flag instead). */
-export const COMMANDS = ['run', 'keygen', 'sign', 'health', 'hsm', 'service', 'version'] as const;
+export const COMMANDS = ['run', 'keygen', 'sign', 'health', 'hsm', 'service', 'config', 'version'] as const;
 
 export async function runCli(args: string[], io: Io): Promise<number> {
   const first = args[0];
@@ -103,6 +104,20 @@ export async function runCli(args: string[], io: Io): Promise<number> {
       },
     )
     .command(serviceCommand(io, (code) => (exitCode = code)))
+    .command(
+      'config <action>',
+      'check: print the effective configuration (with sources) and check PIN file, key, certificates, module and token; init: write a commented example file',
+      (y) =>
+        withOptions(y, true)
+          .positional('action', { choices: ['check', 'init'] as const, demandOption: true })
+          .option('out', { type: 'string', default: 'hsm-driver.yaml', describe: 'config init: the file to write', group: 'Config:' }),
+      (argv) => {
+        if (argv.action === 'init') return void io.stdout(configInit(String(argv.out)));
+        const report = configCheck(argv, io.env);
+        for (const line of report.lines) io.stdout(line);
+        exitCode = report.ok ? 0 : 1;
+      },
+    )
     .command('version', 'print the driver version and what this build is made of (exit 1 if its native addon cannot load)', {}, () => {
       for (const line of versionLines()) io.stdout(line);
       // A binary whose addon cannot load must fail its own smoke test.
