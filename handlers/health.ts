@@ -20,18 +20,21 @@ export interface HealthOutput {
     error?: string;
   };
   masterKey: { ok: boolean; label: string; error?: string };
+  /** The HMAC key that seals records; missing, the driver still signs (so it does not count in `ok`). */
+  integrityKey: { ok: boolean; label: string; error?: string };
   database: { ok: boolean; kind: string; latencyMs: number; keys?: number; error?: string };
 }
 
 export async function health(raw: unknown, ctx: JobContext): Promise<HealthOutput> {
   asObject(raw);
-  const [hsm, masterKey, database] = await Promise.all([hsmPart(ctx), masterKeyPart(ctx), databasePart(ctx)]);
+  const [hsm, masterKey, integrityKey, database] = await Promise.all([hsmPart(ctx), masterKeyPart(ctx), integrityKeyPart(ctx), databasePart(ctx)]);
   return {
     ok: hsm.ok && masterKey.ok && database.ok,
     version: ctx.driver.version,
     uptimeSeconds: Math.floor((performance.now() - ctx.driver.startedAt) / 1000),
     hsm,
     masterKey,
+    integrityKey,
     database,
   };
 }
@@ -53,6 +56,16 @@ async function masterKeyPart(ctx: JobContext): Promise<HealthOutput['masterKey']
   const label = ctx.hsm.masterKeyLabel;
   try {
     await ctx.hsm.checkMasterKeyPresent();
+    return { ok: true, label };
+  } catch (err) {
+    return { ok: false, label, error: toWireError(err).message };
+  }
+}
+
+async function integrityKeyPart(ctx: JobContext): Promise<HealthOutput['integrityKey']> {
+  const label = ctx.hsm.integrityKey.label;
+  try {
+    await ctx.hsm.checkIntegrityKey();
     return { ok: true, label };
   } catch (err) {
     return { ok: false, label, error: toWireError(err).message };

@@ -15,6 +15,8 @@ export interface HsmPort {
   sign(record: KeyRecord, request: SignRequest): Promise<Buffer>;
   health(): Promise<HsmHealth>;
   checkMasterKeyPresent(): Promise<void>;
+  readonly integrityKey: { readonly label: string };
+  checkIntegrityKey(): Promise<void>;
   allModes(): Promise<Record<Algorithm, AlgorithmMode>>;
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes a SoftHSM2 development token with an AES-256 master key in its own directory and
+# Makes a SoftHSM2 development token with an AES-256 master key and an HMAC integrity key in its own directory and
 # writes an env file for the driver. Idempotent: an existing token is kept.
 #
 #   scripts/dev-hsm.sh [DIR]        DIR defaults to .dev/softhsm
@@ -50,11 +50,19 @@ if ! p11 --list-objects --type secrkey 2>/dev/null | grep -Eq "label:[[:space:]]
   p11 --keygen --key-type AES:32 --label "$master" --id 01 --usage-wrap --sensitive $private >/dev/null 2>&1
 fi
 
+# The integrity key (HMAC-SHA256 seals of audit records and key rows): a sensitive,
+# never-extractable generic secret, made beside the master key at the ceremony.
+integrity=${INTEGRITY_KEY_LABEL:-integrity}
+if ! p11 --list-objects --type secrkey 2>/dev/null | grep -Eq "label:[[:space:]]*$integrity[[:space:]]*\$"; then
+  p11 --keygen --key-type GENERIC:32 --label "$integrity" --id 03 --usage-sign --sensitive --private >/dev/null 2>&1
+fi
+
 cat > "$dir/env" <<ENV
 export SOFTHSM2_CONF=$dir/softhsm2.conf
 export PKCS11_MODULE=$module
 export TOKEN_LABEL=$label
 export MASTER_KEY_LABEL=$master
+export INTEGRITY_KEY_LABEL=$integrity
 export USER_PIN_FILE=$dir/user.pin
 ENV
 echo "$dir/env"

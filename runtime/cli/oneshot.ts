@@ -30,7 +30,7 @@ export async function runOneShot(kind: string, input: unknown, settings: Setting
     if (hsmOpen.status === 'fulfilled') hsm = hsmOpen.value;
     if (storeOpen.status === 'fulfilled') store = storeOpen.value;
     for (const r of [hsmOpen, storeOpen]) if (r.status === 'rejected' && (r.reason instanceof ConfigError || kind !== 'health')) throw r.reason;
-    const hsmPort = hsm ?? new UnavailableHsm(hsmConfig.masterKeyLabel, hsmConfig.selector.label ?? '', (hsmOpen as PromiseRejectedResult).reason);
+    const hsmPort = hsm ?? new UnavailableHsm(hsmConfig.masterKeyLabel, hsmConfig.selector.label ?? '', (hsmOpen as PromiseRejectedResult).reason, hsmConfig.integrityKeyLabel);
     const storePort = store ?? new UnavailableStore(storeKind(storeOptions), (storeOpen as PromiseRejectedResult).reason);
     const jobId = `cli_${randomUUID()}`;
     const ctx = {

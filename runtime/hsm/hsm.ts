@@ -9,6 +9,7 @@ import type { KeyRecord } from '../store/store.js';
 import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, wrapKey, type SignRequest } from './keys.js';
 import { signWrapped } from './wrapped-sign.js';
 import { CallTimer } from './call-timer.js';
+import { IntegrityKey } from './integrity-key.js';
 import { checkMasterKey, MasterKeys } from './master-key.js';
 import { WRAP_MECHANISMS, wrapMechanismId } from './mechanisms.js';
 import { Pkcs11Library } from './module.js';
@@ -39,6 +40,7 @@ export class Hsm implements HsmPort {
   readonly pool: SessionPool;
   private readonly modes = new Map<string, Promise<AlgorithmMode>>();
   private readonly masterKeys: MasterKeys;
+  readonly integrityKey: IntegrityKey;
   /**
    * Token-object writes (resident keygen, discard) run one at a time: SoftHSM's file store
    * returned CKR_GENERAL_ERROR for about 1 in 20 keygens made while another object was destroyed.
@@ -50,6 +52,7 @@ export class Hsm implements HsmPort {
     this.library = new Pkcs11Library(config.module);
     this.pool = new SessionPool({ library: this.library, selector: config.selector, pin: config.pin, size: config.sessions, log, keyCache: config.keyCache });
     this.masterKeys = new MasterKeys(this.pool, config.masterKeyLabel);
+    this.integrityKey = new IntegrityKey(this.pool, config.integrityKeyLabel ?? 'integrity');
   }
 
   /** Loads the module, logs in, and checks the master key's posture (warnings are logged loudly). */
@@ -86,6 +89,8 @@ export class Hsm implements HsmPort {
     }
     // A master key missing at start may be a ceremony in progress: the readiness gate waits.
     await hsm.warnAboutMasterKey().catch((err: unknown) => log.error({ reason: (err as Error).message }, 'master key unusable at start'));
+    // Without the integrity key the driver still signs; nothing it would seal can be sealed.
+    await hsm.checkIntegrityKey().catch((err: unknown) => log.warn({ reason: (err as Error).message }, 'INTEGRITY KEY MISSING: nothing can be sealed'));
     return hsm;
   }
 
@@ -274,6 +279,21 @@ export class Hsm implements HsmPort {
       if (tokenLost) await this.pool.reinitialize().catch(() => undefined);
       return { ok: false, ...base, latencyMs: elapsed(started), error: asHsmError(err, 'health').message };
     }
+  }
+
+  /** Throws HSM_UNAVAILABLE, with the ceremony command, when the integrity key is not on the token. */
+  checkIntegrityKey(): Promise<void> {
+    return this.pool.use(async (s) => void this.integrityKey.find(s));
+  }
+
+  /** HMAC-SHA256 of `data` under the integrity key, inside the HSM. */
+  seal(data: Buffer): Promise<Buffer> {
+    return this.pool.use(async (s) => this.integrityKey.seal(s, data));
+  }
+
+  /** Whether `mac` seals `data`, checked inside the HSM. */
+  verifySeal(data: Buffer, mac: Buffer): Promise<boolean> {
+    return this.pool.use(async (s) => this.integrityKey.verify(s, data, mac));
   }
 
   /** Looks the master key up afresh (not from the cache); the error text is safe to report. */

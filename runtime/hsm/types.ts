@@ -9,6 +9,8 @@ export interface HsmConfig {
   pin: string;
   sessions: number;
   masterKeyLabel: string;
+  /** The HMAC key that seals audit records and rows; a token without it still signs, with a warning. */
+  integrityKeyLabel?: string | undefined;
   wrapMechanism: string;
   residentAlgorithms: readonly Algorithm[];
   /** Unwrapped keys kept per session for repeated signs (off when absent). */

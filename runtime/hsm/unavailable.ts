@@ -11,8 +11,10 @@ export class UnavailableHsm implements HsmPort {
     readonly masterKeyLabel: string,
     private readonly tokenLabel: string,
     cause: unknown,
+    integrityKeyLabel = 'integrity',
   ) {
     this.reason = cause instanceof DriverError ? cause.message : 'token unavailable';
+    this.integrityKey = { label: integrityKeyLabel };
   }
 
   generate(_algorithm: Algorithm, _keyId: string): Promise<GeneratedKey> {
@@ -25,6 +27,10 @@ export class UnavailableHsm implements HsmPort {
     return Promise.reject(this.error());
   }
   checkMasterKeyPresent(): Promise<void> {
+    return Promise.reject(this.error());
+  }
+  readonly integrityKey: { readonly label: string };
+  checkIntegrityKey(): Promise<void> {
     return Promise.reject(this.error());
   }
   allModes(): Promise<Record<Algorithm, AlgorithmMode>> {

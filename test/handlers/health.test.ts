@@ -8,6 +8,7 @@ import { health } from '../../handlers/health.js';
 import { handlerFor } from '../../handlers/index.js';
 import { keygen } from '../../handlers/keygen.js';
 import type { Hsm } from '../../runtime/hsm/hsm.js';
+import { IntegrityKey } from '../../runtime/hsm/integrity-key.js';
 import { UnavailableHsm } from '../../runtime/hsm/unavailable.js';
 import { openSqliteStore } from '../../runtime/store/sqlite.js';
 import { openPostgresStore } from '../../runtime/store/postgres.js';
@@ -35,8 +36,17 @@ test('all parts up: ok, token identity, modes per algorithm and the key count', 
   expect(out.hsm.tokenSerial).toMatch(/^[0-9a-f]{16}$/);
   expect(out.hsm.algorithms).toMatchObject({ 'ecdsa-p256': 'wrapped', 'eddsa-ed25519': 'resident' });
   expect(out.masterKey).toEqual({ ok: true, label: 'master' });
+  expect(out.integrityKey).toEqual({ ok: true, label: 'integrity' });
   expect(out.database).toMatchObject({ ok: true, kind: 'sqlite', keys: 1 });
   expect(out.database.latencyMs).toBeGreaterThanOrEqual(0);
+});
+
+test('a token without the integrity key is reported, with the ceremony command, and does not fail the check', async () => {
+  // The same Hsm, asked about a label the token does not hold (a second Hsm would C_Finalize this one's library).
+  const port = Object.create(hsm, { integrityKey: { value: { label: 'no-such-key' } }, checkIntegrityKey: { value: () => hsm.pool.use(async (s) => void new IntegrityKey(hsm.pool, 'no-such-key').find(s)) } });
+  const out = await health({}, contextFor(port, store));
+  expect(out.ok).toBe(true);
+  expect(out.integrityKey).toMatchObject({ ok: false, label: 'no-such-key', error: expect.stringMatching(/not found; make it at the key ceremony: pkcs11-tool .*--label no-such-key/) });
 });
 
 test('a database that is down is reported, and the job still answers', async () => {

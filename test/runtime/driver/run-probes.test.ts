@@ -105,3 +105,16 @@ test('a --metrics-addr that is not host:port, or taken, is refused at start with
     expect(d.stderr().split('\n').filter((l) => l.startsWith('hsm-driver:'))[0]).toMatch(line);
   }
 });
+
+test('a token without the integrity key: the driver starts, warns loudly with the ceremony command, and health reports it', async () => {
+  const d = spawnDriver({ pki: fx.pki, proxyAddr: fx.server.proxyAddr, sqlitePath: fx.freshDb(), args: ['--integrity-key-label', 'not-made-yet'] });
+  try {
+    const warning = await d.waitForLog((l) => l.msg === 'INTEGRITY KEY MISSING: nothing can be sealed');
+    expect(warning).toMatchObject({ level: 'warn', reason: expect.stringMatching(/make it at the key ceremony: pkcs11-tool .*--label not-made-yet/) });
+    await d.waitForLog(stateIs('running'));
+    const job = await fx.server.waitForCompletion(fx.server.enqueue('health', {}), 20_000);
+    expect(job.result).toMatchObject({ ok: true, integrityKey: { ok: false, label: 'not-made-yet' } });
+  } finally {
+    await d.stop();
+  }
+});
