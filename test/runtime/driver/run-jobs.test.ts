@@ -21,6 +21,8 @@ describe.each(TARGETS)('hsm-driver run as the %s', (t) => {
     test('keygen, sign and health are answered; unknown and malformed jobs get their codes and the loop goes on', async () => {
       start();
       const keygen = fx.server.enqueue('keygen', { keyId: 'run.k1', algorithm: 'ecdsa-secp256k1' });
+      // Jobs run in parallel: the key must exist before its sign is queued.
+      await fx.server.waitForCompletion(keygen, 20_000);
       const digest = '11'.repeat(32);
       const sign = fx.server.enqueue('sign', { keyId: 'run.k1', data: digest, encoding: 'digest' });
       const bad = [
