@@ -106,7 +106,7 @@ function recoveryId(
   const Fn = Point.Fn;
   let R: ReturnType<typeof Point.fromBytes>;
   try {
-    const Q = storedPoint(noble, alg, expectedPoint);
+    const Q = storedPoint(noble, expectedPoint);
     const sInv = Fn.inv(sig.s);
     const u1 = Fn.create(digestToScalar(digest, Fn.BITS) * sInv);
     const u2 = Fn.create(sig.r * sInv);
@@ -124,15 +124,15 @@ function recoveryId(
 
 /**
  * Decoded stored keys, and which have precomputed window tables (from their second sign on:
- * ~50 KB and a few ms each, so only for keys that sign again, and only so many of them).
+ * ~50 KB and a few ms each, so only for keys that sign again, and only so many of them). Keyed
+ * by the point Buffer ecPointFromSpki caches, so a sign encodes nothing to find its entry.
  */
-const storedPoints = new Map<string, { point: ReturnType<ECDSA['Point']['fromBytes']>; tables: boolean }>();
+const storedPoints = new Map<Buffer, { point: ReturnType<ECDSA['Point']['fromBytes']>; tables: boolean }>();
 const STORED_POINTS = 256;
 const TABLE_WINDOW = 4;
 
-function storedPoint(noble: ECDSA, alg: Algorithm, bytes: Buffer): { point: ReturnType<ECDSA['Point']['fromBytes']>; tables: boolean } {
-  const key = `${alg}:${bytes.toString('base64')}`;
-  let entry = storedPoints.get(key);
+function storedPoint(noble: ECDSA, bytes: Buffer): { point: ReturnType<ECDSA['Point']['fromBytes']>; tables: boolean } {
+  let entry = storedPoints.get(bytes);
   if (entry && !entry.tables) {
     entry.point.precompute(TABLE_WINDOW, false);
     entry.tables = true;
@@ -140,7 +140,7 @@ function storedPoint(noble: ECDSA, alg: Algorithm, bytes: Buffer): { point: Retu
   if (!entry) {
     if (storedPoints.size >= STORED_POINTS) storedPoints.clear();
     entry = { point: noble.Point.fromBytes(bytes), tables: false };
-    storedPoints.set(key, entry);
+    storedPoints.set(bytes, entry);
   }
   return entry;
 }

@@ -99,11 +99,14 @@ function fixed(b64url: string | undefined, size: number): Buffer {
   return Buffer.concat([Buffer.alloc(size - bytes.length), bytes]);
 }
 
-/** The SEC1 uncompressed point (04||x||y) of an EC SPKI, checked to be on `curve`. */
 /** Stored public keys seen by recent signs: parsing one through OpenSSL costs more than the lookup. */
 const pointCache = new Map<string, Buffer>();
 const POINT_CACHE_SIZE = 4096;
 
+/**
+ * The SEC1 uncompressed point (04||x||y) of an EC SPKI, checked to be on `curve`. The same SPKI
+ * gives the same Buffer while it is cached, so callers may key their own caches on it.
+ */
 export function ecPointFromSpki(spki: Buffer, curve: EcCurve, size: number): Buffer {
   const cacheKey = `${curve}:${spki.toString('base64')}`;
   let point = pointCache.get(cacheKey);

@@ -240,7 +240,7 @@ export class Hsm implements HsmPort {
         lib,
         cache: this.pool.keyCache(s),
         masterKey: () => this.masterKeys.forRow(s, record),
-        timed: <T>(fn: string, call: () => Promise<T>) => this.calls.time(fn, call),
+        calls: this.calls,
         destroy: (object: pkcs11.Handle) => this.destroy(s, object),
         stats: this.keyCacheStats,
         log: this.log,

@@ -4,6 +4,7 @@
 import type * as pkcs11 from 'pkcs11js';
 import type { Logger } from 'pino';
 import type { KeyRecord } from '../store/store.js';
+import type { CallTimer } from './call-timer.js';
 import { cacheKeyOf, type SessionKeyCache } from './key-cache.js';
 import { sign, unwrapIntoSession, type SignRequest } from './keys.js';
 import { wrapMechanismId } from './mechanisms.js';
@@ -14,8 +15,8 @@ export interface WrappedSignDeps {
   cache: SessionKeyCache | undefined;
   /** The master key that wrapped this row, on this session. */
   masterKey: () => pkcs11.Handle;
-  /** Times a PKCS#11 call for the metrics. */
-  timed: <T>(fn: string, call: () => Promise<T>) => Promise<T>;
+  /** Times the PKCS#11 calls for the metrics. */
+  calls: CallTimer;
   destroy: (object: pkcs11.Handle) => void;
   stats: { hits: number; misses: number };
   log: Logger;
@@ -28,7 +29,7 @@ export async function signWrapped(d: WrappedSignDeps, session: pkcs11.Handle, re
   if (cached) {
     d.stats.hits++;
     try {
-      const signature = await d.timed('C_Sign', () => sign(lib, session, cached, req));
+      const signature = await d.calls.time('C_Sign', () => sign(lib, session, cached, req));
       cache!.keep(cacheKey!, cached);
       return signature;
     } catch (err) {
@@ -38,10 +39,10 @@ export async function signWrapped(d: WrappedSignDeps, session: pkcs11.Handle, re
       d.log.warn({ keyId: record.keyId, err: (err as Error).message }, 'cached key failed; unwrapping afresh');
     }
   } else if (cache) d.stats.misses++;
-  const key = await d.timed('C_UnwrapKey', () => unwrapIntoSession(lib, session, wrapMechanismId(record.wrapMechanism), d.masterKey(), record.wrappedKey, record.algorithm));
+  const key = await d.calls.time('C_UnwrapKey', () => unwrapIntoSession(lib, session, wrapMechanismId(record.wrapMechanism), d.masterKey(), record.wrappedKey, record.algorithm));
   let kept = false;
   try {
-    const signature = await d.timed('C_Sign', () => sign(lib, session, key, req));
+    const signature = await d.calls.time('C_Sign', () => sign(lib, session, key, req));
     if (cache) {
       cache.keep(cacheKey!, key);
       kept = true;
