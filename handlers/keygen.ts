@@ -19,9 +19,8 @@ export interface KeygenOutput {
   publicKeyDer: string;
 }
 
-export function parseKeygenInput(input: unknown): KeygenInput {
-  const obj = asObject(input);
-  const keyId = keyIdOf(obj);
+/** The algorithm, after the keyId has been checked (and noted for the audit record). */
+function algorithmOf(obj: Record<string, unknown>): Algorithm {
   const algorithm = obj.algorithm;
   if (!isAlgorithm(algorithm)) {
     if (typeof algorithm === 'string') {
@@ -29,11 +28,15 @@ export function parseKeygenInput(input: unknown): KeygenInput {
     }
     throw new InputError('algorithm is required, as a string');
   }
-  return { keyId, algorithm };
+  return algorithm;
 }
 
 export async function keygen(raw: unknown, ctx: JobContext): Promise<KeygenOutput> {
-  const input = parseKeygenInput(raw);
+  const obj = asObject(raw);
+  const keyId = keyIdOf(obj);
+  ctx.audit({ keyId });
+  const input: KeygenInput = { keyId, algorithm: algorithmOf(obj) };
+  ctx.audit({ algorithm: input.algorithm });
   const existing = await ctx.store.get(input.keyId);
   if (existing) return outputFor(existing, input);
 

@@ -16,13 +16,16 @@ export type SignOutput = EcdsaSignatureOutput | { signature: string };
 export async function sign(raw: unknown, ctx: JobContext): Promise<SignOutput> {
   const obj = asObject(raw);
   const keyId = keyIdOf(obj);
+  ctx.audit({ keyId });
   const data = hexField(obj, 'data', MAX_DATA_BYTES);
+  ctx.audit({ signed: data });
   const encoding = required(oneOf(obj, 'encoding', ['digest', 'message'] as const), 'encoding', '(digest or message)');
   oneOf(obj, 'hash', HASHES);
   oneOf(obj, 'padding', ['pss', 'pkcs1'] as const);
 
   const record = await ctx.store.get(keyId);
   if (!record) throw new KeyNotFoundError(keyId);
+  ctx.audit({ algorithm: record.algorithm });
   const { request, verify } = plan(record, obj, data, encoding);
 
   const signature = await ctx.hsm.sign(record, request);

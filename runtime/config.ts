@@ -36,6 +36,7 @@ export const OPTIONS = {
   'key-cache-ttl': { env: 'KEY_CACHE_TTL', type: 'number', group: 'HSM', describe: 'seconds an unwrapped key may be kept in the HSM before it is destroyed [default: 60]' },
   'sqlite-path': { env: 'SQLITE_PATH', type: 'string', group: 'Database', describe: 'SQLite file, used when no PostgreSQL URL is set [default: ~/.local/share/hsm-driver/keys.db]' },
   'postgres-url': { env: 'POSTGRES_URL', type: 'string', group: 'Database', describe: 'PostgreSQL connection URL (shared by several drivers)' },
+  'audit-trail': { env: 'AUDIT_TRAIL', type: 'string', group: 'Database', describe: 'on: every keygen and sign commits an HSM-sealed audit record before it is answered; off: no records (for benchmarks only) [default: on]' },
   'proxy-addr': { env: 'PROXY_ADDR', type: 'string', group: 'Job API', describe: 'job API address host:port (base URL https://host:port/v1)' },
   'client-cert': { env: 'CLIENT_CERT', type: 'string', group: 'Job API', describe: "this driver's certificate, PEM (leaf, then its intermediate)" },
   'client-key': { env: 'CLIENT_KEY', type: 'string', group: 'Job API', describe: "this driver's private key, PEM" },
@@ -194,6 +195,13 @@ export function resolveHsmConfig(s: Settings, env: NodeJS.ProcessEnv): HsmConfig
 export function defaultSqlitePath(env: NodeJS.ProcessEnv): string {
   if (process.platform === 'win32') return join(env.LOCALAPPDATA ?? homedir(), 'hsm-driver', 'keys.db');
   return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'hsm-driver', 'keys.db');
+}
+
+/** Whether keygen and sign jobs leave audit records (on unless the operator says off). */
+export function auditTrailOn(s: Settings): boolean {
+  const value = s['audit-trail'] ?? 'on';
+  if (value !== 'on' && value !== 'off') throw new ConfigError(`--audit-trail must be on or off, got "${value}"`);
+  return value === 'on';
 }
 
 export function resolveStoreOptions(s: Settings, env: NodeJS.ProcessEnv): StoreOptions {

@@ -26,6 +26,14 @@ export interface DriverInfo {
   startedAt: number;
 }
 
+/** What a handler tells the audit trail about its job; the dispatcher writes the record. */
+export interface AuditFacts {
+  keyId?: string;
+  algorithm?: string;
+  /** The bytes a sign job asked to sign; the record keeps their SHA-256. */
+  signed?: Buffer;
+}
+
 export interface JobContext {
   jobId: string;
   attempt: number;
@@ -34,4 +42,6 @@ export interface JobContext {
   hsm: HsmPort;
   store: WrappedKeyStore;
   driver: DriverInfo;
+  /** Adds to this job's audit facts (later calls add to earlier ones). */
+  audit(facts: AuditFacts): void;
 }

@@ -9,6 +9,7 @@ import { createLogger } from '../log.js';
 import { runOneShot } from './oneshot.js';
 import { runDriver } from '../driver/driver.js';
 import { configCheck, configInit } from './config-command.js';
+import { auditExport, auditVerify } from './audit-command.js';
 import { serviceCommand } from './service-command.js';
 import { withOptions } from './options.js';
 import { addonOrigin } from '../hsm/addon.js';
@@ -41,7 +42,7 @@ function readJobInput(argv: Record<string, unknown>, io: Io): unknown {
 }
 
 /** The commands, for the one-line answer to a mistyped one (yargs would list every flag instead). */
-export const COMMANDS = ['run', 'keygen', 'sign', 'health', 'hsm', 'service', 'config', 'version'] as const;
+export const COMMANDS = ['run', 'keygen', 'sign', 'health', 'hsm', 'audit', 'service', 'config', 'version'] as const;
 
 export async function runCli(args: string[], io: Io): Promise<number> {
   const first = args[0];
@@ -99,6 +100,26 @@ export async function runCli(args: string[], io: Io): Promise<number> {
           return;
         }
         const { lines, ok } = await hsmTest(settingsOf(argv), io.env, loggerOf(argv));
+        for (const line of lines) io.stdout(line);
+        exitCode = ok ? 0 : 1;
+      },
+    )
+    .command(
+      'audit <action>',
+      'the audit trail: verify (every chain, and every seal inside the HSM; names the first bad record) or export (JSON lines)',
+      (y) =>
+        withOptions(y)
+          .positional('action', { choices: ['verify', 'export'] as const, demandOption: true })
+          .option('since', { type: 'string', describe: 'export: records at or after this time (ISO 8601)', group: 'Audit:' })
+          .option('key-id', { type: 'string', describe: 'export: records of this keyId only', group: 'Audit:' })
+          .option('out', { type: 'string', describe: 'export: write to this new file (never overwritten) instead of stdout', group: 'Audit:' }),
+      async (argv) => {
+        if (argv.action === 'export') {
+          const count = await auditExport(settingsOf(argv), io.env, { since: argv.since, keyId: argv['key-id'], out: argv.out }, io.stdout);
+          io.stderr(`audit export: ${count} records`);
+          return;
+        }
+        const { lines, ok } = await auditVerify(settingsOf(argv), io.env, loggerOf(argv));
         for (const line of lines) io.stdout(line);
         exitCode = ok ? 0 : 1;
       },

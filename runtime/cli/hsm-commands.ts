@@ -50,7 +50,7 @@ export async function hsmTest(settings: Settings, env: NodeJS.ProcessEnv, log: L
   const store = new MemoryStore();
   const rows: SelfTestRow[] = [];
   try {
-    const ctx: JobContext = { jobId: 'hsm-test', attempt: 1, signal: new AbortController().signal, log, hsm, store, driver: { version: VERSION, startedAt: performance.now() } };
+    const ctx: JobContext = { jobId: 'hsm-test', attempt: 1, signal: new AbortController().signal, log, hsm, store, driver: { version: VERSION, startedAt: performance.now() }, audit: () => {} };
     for (const algorithm of ALGORITHMS) rows.push(await selfTest(algorithm, ctx, hsm));
   } finally {
     for (const record of store.all()) await hsm.discard(record).catch(() => undefined);

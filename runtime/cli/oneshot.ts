@@ -1,9 +1,12 @@
 // Runs one handler once, outside the poll loop: for testing and scripting. Prints exactly one
 // JSON line on stdout, {"output": …} (exit 0) or {"error": {code, message, retryable}} (exit 1).
 import { randomUUID } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
 import type { Logger } from 'pino';
 import { handlerFor } from '../../handlers/index.js';
-import { resolveHsmConfig, resolveStoreOptions, type Settings } from '../config.js';
+import { AUDITED_KINDS, AuditTrail, auditEntryFor } from '../audit/trail.js';
+import type { AuditFacts } from '../context.js';
+import { auditTrailOn, resolveHsmConfig, resolveStoreOptions, type Settings } from '../config.js';
 import { ConfigError, toWireError } from '../errors.js';
 import { Hsm } from '../hsm/hsm.js';
 import { UnavailableHsm } from '../hsm/unavailable.js';
@@ -21,6 +24,7 @@ export async function runOneShot(kind: string, input: unknown, settings: Setting
   const startedAt = performance.now();
   const hsmConfig = resolveHsmConfig(settings, env);
   const storeOptions = resolveStoreOptions(settings, env);
+  const audited = auditTrailOn(settings);
   let hsm: Hsm | undefined;
   let store: WrappedKeyStore | undefined;
   try {
@@ -33,6 +37,7 @@ export async function runOneShot(kind: string, input: unknown, settings: Setting
     const hsmPort = hsm ?? new UnavailableHsm(hsmConfig.masterKeyLabel, hsmConfig.selector.label ?? '', (hsmOpen as PromiseRejectedResult).reason, hsmConfig.integrityKeyLabel);
     const storePort = store ?? new UnavailableStore(storeKind(storeOptions), (storeOpen as PromiseRejectedResult).reason);
     const jobId = `cli_${randomUUID()}`;
+    const facts: AuditFacts = {};
     const ctx = {
       jobId,
       attempt: 1,
@@ -41,8 +46,16 @@ export async function runOneShot(kind: string, input: unknown, settings: Setting
       hsm: hsmPort,
       store: storePort,
       driver: { version: VERSION, startedAt },
+      audit: (more: AuditFacts) => void Object.assign(facts, more),
     };
-    const output = await handler(input, ctx);
+    let output: unknown;
+    try {
+      output = await handler(input, ctx);
+    } catch (err) {
+      if (hsm && store && audited) await recordOneShot(hsm, store, log, { id: jobId, attempt: 1, kind }, facts, toWireError(err).code);
+      throw err;
+    }
+    if (hsm && store && audited) await recordOneShot(hsm, store, log, { id: jobId, attempt: 1, kind }, facts, undefined);
     return { line: JSON.stringify({ output }), exitCode: 0 };
   } catch (err) {
     if (err instanceof ConfigError) throw err; // a start-up problem: main prints it and exits 2
@@ -52,4 +65,11 @@ export async function runOneShot(kind: string, input: unknown, settings: Setting
   } finally {
     await Promise.allSettled([hsm?.close(), store?.close()]);
   }
+}
+
+/** A one-shot keygen or sign is audited like a driver's job, in a chain of its own, by the local user. */
+async function recordOneShot(hsm: Hsm, store: WrappedKeyStore, log: Logger, job: { id: string; attempt: number; kind: string }, facts: AuditFacts, code: string | undefined): Promise<void> {
+  if (!AUDITED_KINDS.has(job.kind)) return;
+  const identity = { subject: `local user ${userInfo().username}@${hostname()}`, fingerprint: '' };
+  await new AuditTrail(store.audit, hsm, identity, log).append(auditEntryFor(job, facts, code));
 }

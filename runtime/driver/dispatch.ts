@@ -2,7 +2,8 @@
 // error (once, here), post the answer, log the outcome. Never throws.
 import type { Logger } from 'pino';
 import { handlerFor } from '../../handlers/index.js';
-import type { DriverInfo, HsmPort } from '../context.js';
+import type { AuditFacts, DriverInfo, HsmPort } from '../context.js';
+import { AUDITED_KINDS, auditEntryFor, type AuditTrail } from '../audit/trail.js';
 import { toWireError, type WireError } from '../errors.js';
 import type { Answer, JobApi, LeasedJob } from './job-api.js';
 import type { DriverMetrics } from './metrics.js';
@@ -21,6 +22,8 @@ export interface DispatchDeps {
   /** The driver's state, logged with each job's outcome. */
   state: () => string;
   metrics?: DriverMetrics;
+  /** Off only when the operator turned the audit trail off (benchmarks). */
+  audit?: AuditTrail;
 }
 
 export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> {
@@ -30,15 +33,30 @@ export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> 
   const signal = AbortSignal.timeout(Math.max(0, job.leaseExpiresAt.getTime() - Date.now()));
   let answer: Answer;
   let error: WireError | undefined;
+  const facts: AuditFacts = {};
+  const audit = (more: AuditFacts) => void Object.assign(facts, more);
   try {
     const handler = handlerFor(job.kind);
-    const output = await handler(job.input, { jobId: job.id, attempt: job.attempt, signal, log, hsm: deps.hsm, store: deps.store, driver: deps.driver });
+    const output = await handler(job.input, { jobId: job.id, attempt: job.attempt, signal, log, hsm: deps.hsm, store: deps.store, driver: deps.driver, audit });
     answer = { output };
   } catch (err) {
     error = toWireError(err, deps.redact);
     if (error.code === 'INTERNAL') log.error({ err: describe(err) }, 'job failed with an internal error');
     deps.readiness.report(error.code, error.message);
     answer = { error };
+  }
+  if (deps.audit && AUDITED_KINDS.has(job.kind)) {
+    // No answer leaves before its record is committed. Without the record the output is
+    // withheld: the job fails retryably and its next attempt is recorded.
+    try {
+      await deps.audit.append(auditEntryFor({ ...job, kind: String(job.kind) }, facts, error?.code));
+    } catch (err) {
+      error = toWireError(err, deps.redact);
+      if (error.code === 'INTERNAL') log.error({ err: describe(err) }, 'audit record failed with an internal error');
+      error = { ...error, message: `audit record not committed: ${error.message}` };
+      deps.readiness.report(error.code, error.message);
+      answer = { error };
+    }
   }
   let delivery: string;
   try {

@@ -1,7 +1,8 @@
 // `hsm-driver run`: wires configuration, HSM, store, job API, readiness gate and poll loop;
 // then, when told to stop, drains running jobs and closes everything. Returns the exit code.
 import type { Logger } from 'pino';
-import { resolveHsmConfig, resolveRunConfig, resolveStoreOptions, type Settings } from '../config.js';
+import { auditTrailOn, resolveHsmConfig, resolveRunConfig, resolveStoreOptions, type Settings } from '../config.js';
+import { AuditTrail } from '../audit/trail.js';
 import { runJob } from './dispatch.js';
 import { Hsm } from '../hsm/hsm.js';
 import { HsmError } from '../errors.js';
@@ -40,6 +41,7 @@ export async function runDriver(
   const hsmConfig = resolveHsmConfig(settings, env);
   const run = resolveRunConfig(settings, hsmConfig.sessions);
   const tls = loadClientTls(run);
+  const auditOn = auditTrailOn(settings);
   const api = new JobApi(run.proxyAddr, tls, VERSION, log);
   const hsm = await Hsm.start(hsmConfig, log);
   const store = await ReopeningStore.start(resolveStoreOptions(settings, env), log).catch(async (err: unknown) => {
@@ -60,7 +62,16 @@ export async function runDriver(
     // While degraded, parts are probed at least once a health interval: ready again within one.
     Math.min(run.backoffCapMs, run.healthIntervalMs),
   );
-  const metrics = new DriverMetrics({ sessionsInUse: () => hsm.pool.inUse, keyCache: () => hsm.keyCacheStats, keysStored: () => store.countKeys() });
+  const identity = { subject: tls.leaf.subject.replace(/\n/g, ', '), fingerprint: tls.leaf.fingerprint256 };
+  const audit = auditOn ? new AuditTrail(store.audit, hsm, identity, log) : undefined;
+  if (audit) log.info({ chain: audit.chain, ...identity }, 'audit trail: this process appends to its own chain');
+  else log.warn('audit trail is off (--audit-trail off): keygen and sign jobs leave no record');
+  const metrics = new DriverMetrics({
+    sessionsInUse: () => hsm.pool.inUse,
+    keyCache: () => hsm.keyCacheStats,
+    keysStored: () => store.countKeys(),
+    audit: () => ({ committed: audit?.committed ?? 0, unsealed: audit?.unsealed ?? 0 }),
+  });
   metrics.setState(state);
   onStateChange = (next) => metrics.setState(next);
   hsm.calls.observe((fn, seconds) => metrics.hsmCallDuration.observe({ function: fn }, seconds));
@@ -79,7 +90,7 @@ export async function runDriver(
     : undefined;
   if (probes) log.info({ address: probes.address }, 'serving /metrics, /livez and /readyz');
 
-  const deps = { api, hsm, store, readiness, driver: { version: VERSION, startedAt }, log, redact: [hsmConfig.pin], state: () => state, metrics };
+  const deps = { api, hsm, store, readiness, driver: { version: VERSION, startedAt }, log, redact: [hsmConfig.pin], state: () => state, metrics, audit };
   const inFlight = new Set<Promise<void>>();
   const track = (job: LeasedJob) => {
     const p = runJob(job, deps);

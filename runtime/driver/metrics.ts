@@ -11,6 +11,8 @@ export interface MetricSources {
   sessionsInUse: () => number;
   keyCache: () => { hits: number; misses: number };
   keysStored: () => Promise<number>;
+  /** Audit records committed, and how many of them unsealed (no integrity key on the token). */
+  audit: () => { committed: number; unsealed: number };
 }
 
 export class DriverMetrics {
@@ -66,6 +68,17 @@ export class DriverMetrics {
         } catch {
           this.reset();
         }
+      },
+    });
+    new Gauge({
+      name: 'hsm_driver_audit_records',
+      help: 'Audit records this process committed, by whether the HSM sealed them (unsealed: the token has no integrity key).',
+      labelNames: ['sealed'] as const,
+      registers: [this.registry],
+      collect() {
+        const { committed, unsealed } = sources.audit();
+        this.set({ sealed: 'yes' }, committed - unsealed);
+        this.set({ sealed: 'no' }, unsealed);
       },
     });
     this.setState('starting');

@@ -17,6 +17,9 @@ export function integrityKeyCeremony(label: string): string {
   return `pkcs11-tool --module MODULE --token-label TOKEN --login --keygen --key-type GENERIC:32 --label ${label} --id 03 --usage-sign --sensitive --private`;
 }
 
+/** The token has no (single) integrity key: nothing can be sealed until the ceremony makes one. */
+export class IntegrityKeyMissingError extends HsmError {}
+
 export class IntegrityKey {
   private handle: pkcs11.Handle | undefined;
   private epoch = '';
@@ -39,7 +42,7 @@ export class IntegrityKey {
     ], 2);
     if (found.length !== 1) {
       const why = found.length === 0 ? `not found; make it at the key ceremony: ${integrityKeyCeremony(this.label)}` : 'is ambiguous (several keys have that label)';
-      throw new HsmError('HSM_UNAVAILABLE', `integrity key "${this.label}" ${why}`, -1, 'C_FindObjects');
+      throw new IntegrityKeyMissingError('HSM_UNAVAILABLE', `integrity key "${this.label}" ${why}`, -1, 'C_FindObjects');
     }
     this.handle = found[0]!;
     return this.handle;

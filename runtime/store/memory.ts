@@ -1,10 +1,12 @@
 // A key store that lives in memory, for `hsm test`: the self-test runs the real handlers
 // without writing throwaway keys into the operator's database.
-import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
+import type { AuditRecord } from '../audit/record.js';
+import type { AuditLog, AuditQuery, InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
 
 export class MemoryStore implements WrappedKeyStore {
   readonly kind = 'sqlite' as const;
   private readonly rows = new Map<string, KeyRecord>();
+  readonly audit = new MemoryAuditLog();
 
   async get(keyId: string): Promise<KeyRecord | undefined> {
     return this.rows.get(keyId);
@@ -29,5 +31,23 @@ export class MemoryStore implements WrappedKeyStore {
 
   all(): KeyRecord[] {
     return [...this.rows.values()];
+  }
+}
+
+class MemoryAuditLog implements AuditLog {
+  private readonly records: AuditRecord[] = [];
+  async append(records: readonly AuditRecord[]): Promise<void> {
+    this.records.push(...records);
+  }
+  async head(chain: string): Promise<{ seq: number; hash: Buffer } | undefined> {
+    return this.records.findLast((r) => r.chain === chain);
+  }
+  async chains(): Promise<string[]> {
+    return [...new Set(this.records.map((r) => r.chain))].sort();
+  }
+  async read(q: AuditQuery): Promise<AuditRecord[]> {
+    return this.records
+      .filter((r) => r.chain === q.chain && r.seq > q.afterSeq && (!q.since || r.at >= q.since) && (q.keyId === undefined || r.keyId === q.keyId))
+      .slice(0, q.limit);
   }
 }

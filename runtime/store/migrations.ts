@@ -1,5 +1,6 @@
 // Numbered schema migrations for both key stores, and the check that refuses a newer schema.
 import { ConfigError } from '../errors.js';
+import type { AuditRecord } from '../audit/record.js';
 import type { KeyRecord } from './store.js';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -70,7 +71,91 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     },
   },
+  {
+    version: 2,
+    name: 'audit records',
+    sql: {
+      sqlite: `CREATE TABLE audit_records (
+        chain TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        key_id TEXT,
+        algorithm TEXT,
+        data_sha256 BLOB,
+        outcome TEXT NOT NULL,
+        code TEXT,
+        driver_subject TEXT NOT NULL,
+        driver_fingerprint TEXT NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        seal BLOB,
+        PRIMARY KEY (chain, seq)
+      ) STRICT;
+      CREATE INDEX audit_records_at ON audit_records (at);
+      CREATE INDEX audit_records_key_id ON audit_records (key_id);`,
+      postgres: `CREATE TABLE audit_records (
+        chain TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        at TIMESTAMPTZ NOT NULL,
+        job_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        key_id TEXT,
+        algorithm TEXT,
+        data_sha256 BYTEA,
+        outcome TEXT NOT NULL,
+        code TEXT,
+        driver_subject TEXT NOT NULL,
+        driver_fingerprint TEXT NOT NULL,
+        prev_hash BYTEA NOT NULL,
+        hash BYTEA NOT NULL,
+        seal BYTEA,
+        PRIMARY KEY (chain, seq)
+      );
+      CREATE INDEX audit_records_at ON audit_records (at);
+      CREATE INDEX audit_records_key_id ON audit_records (key_id);`,
+    },
+  },
 ];
+
+/** The audit_records columns, in the order auditRowValues gives their values. */
+export const AUDIT_COLUMNS =
+  'chain, seq, at, job_id, attempt, kind, key_id, algorithm, data_sha256, outcome, code, driver_subject, driver_fingerprint, prev_hash, hash, seal';
+
+export function auditRowValues(r: AuditRecord, dialect: 'sqlite'): Array<string | number | Buffer | null>;
+export function auditRowValues(r: AuditRecord, dialect: 'postgres'): Array<string | number | Buffer | Date | null>;
+export function auditRowValues(r: AuditRecord, dialect: Dialect): Array<string | number | Buffer | Date | null> {
+  const at = dialect === 'sqlite' ? r.at.toISOString() : r.at;
+  return [r.chain, r.seq, at, r.jobId, r.attempt, r.kind, r.keyId, r.algorithm, r.dataSha256, r.outcome, r.code, r.driverSubject, r.driverFingerprint, r.prevHash, r.hash, r.seal];
+}
+
+/** A row read back from either database (SQLite gives ISO text and Uint8Array, pg gives Date and Buffer). */
+export function auditRecordOf(row: Record<string, unknown>): AuditRecord {
+  const buf = (v: unknown): Buffer | null => (v == null ? null : Buffer.isBuffer(v) ? v : v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : Buffer.from(String(v)));
+  const str = (v: unknown): string | null => (v == null ? null : String(v));
+  return {
+    chain: String(row.chain),
+    seq: Number(row.seq),
+    at: row.at instanceof Date ? row.at : new Date(String(row.at)),
+    jobId: String(row.job_id),
+    attempt: Number(row.attempt),
+    kind: String(row.kind),
+    keyId: str(row.key_id),
+    algorithm: str(row.algorithm),
+    dataSha256: buf(row.data_sha256),
+    // Kept as stored, whatever it is: the hash check must see exactly what is in the row.
+    outcome: String(row.outcome) as AuditRecord['outcome'],
+    code: str(row.code),
+    driverSubject: String(row.driver_subject),
+    driverFingerprint: String(row.driver_fingerprint),
+    prevHash: buf(row.prev_hash) ?? Buffer.alloc(0),
+    hash: buf(row.hash) ?? Buffer.alloc(0),
+    seal: buf(row.seal),
+  };
+}
 
 /** The newest schema this build knows; a database past it was written by a newer driver. */
 export const LATEST_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -4,6 +4,7 @@ import { isAlgorithm } from '../crypto/algorithms.js';
 import { ConfigError, DatabaseError, DriverError } from '../errors.js';
 import { KEY_COLUMNS, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
 import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
+import { PostgresAuditLog } from './postgres-audit.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
 const STATEMENT_TIMEOUT_MS = 10_000;
@@ -111,11 +112,14 @@ async function migrate(pool: pg.Pool, where: string): Promise<void> {
 class PostgresStore implements WrappedKeyStore {
   readonly kind = 'postgres';
   private closed = false;
+  readonly audit: PostgresAuditLog;
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly target: Target,
-  ) {}
+  ) {
+    this.audit = new PostgresAuditLog((action, text, values) => this.query(action, text, values));
+  }
 
   async get(keyId: string): Promise<KeyRecord | undefined> {
     const { rows } = await this.query('read', `SELECT ${KEY_COLUMNS} FROM keys WHERE key_id = $1`, [keyId]);

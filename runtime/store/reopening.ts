@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { ConfigError, DatabaseError, DriverError } from '../errors.js';
 import { openStore, type StoreOptions } from './index.js';
-import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
+import type { AuditLog, InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
 import { storeKind } from './unavailable.js';
 
 export class ReopeningStore implements WrappedKeyStore {
@@ -57,6 +57,12 @@ export class ReopeningStore implements WrappedKeyStore {
   async ping(): Promise<void> {
     return (await this.current()).ping();
   }
+  readonly audit: AuditLog = {
+    append: async (records) => (await this.current()).audit.append(records),
+    head: async (chain) => (await this.current()).audit.head(chain),
+    chains: async () => (await this.current()).audit.chains(),
+    read: async (query) => (await this.current()).audit.read(query),
+  };
   async close(): Promise<void> {
     await this.inner?.close();
     this.inner = undefined;

@@ -6,6 +6,7 @@ import { isAlgorithm } from '../crypto/algorithms.js';
 import { ConfigError, DatabaseError, DriverError } from '../errors.js';
 import { KEY_COLUMNS, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
 import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
+import { SqliteAuditLog } from './sqlite-audit.js';
 
 /** How long a write waits for another process's lock before giving up with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -90,6 +91,7 @@ class SqliteStore implements WrappedKeyStore {
   private readonly selectKey: StatementSync;
   private readonly insertKey: StatementSync;
   private readonly countAll: StatementSync;
+  readonly audit: SqliteAuditLog;
 
   constructor(
     private readonly db: DatabaseSync,
@@ -100,6 +102,7 @@ class SqliteStore implements WrappedKeyStore {
       `INSERT INTO keys (${KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING`,
     );
     this.countAll = db.prepare('SELECT count(*) AS n FROM keys');
+    this.audit = new SqliteAuditLog(db, (action, fn) => this.run(action, fn));
   }
 
   async get(keyId: string): Promise<KeyRecord | undefined> {

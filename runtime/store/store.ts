@@ -1,4 +1,5 @@
 // The one interface every key store implements; SQL lives only in the files beside this one.
+import type { AuditRecord } from '../audit/record.js';
 import type { Algorithm } from '../crypto/algorithms.js';
 
 /** One stored key. Exactly one of wrappedKey (stateless mode) or residentId (token object) is set. */
@@ -34,4 +35,28 @@ export interface WrappedKeyStore {
   /** A cheap round trip, for health and the readiness gate. */
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** The audit trail, in the same database as the keys. */
+  readonly audit: AuditLog;
+}
+
+/** Which audit records to read: one chain from a sequence number on, optionally filtered. */
+export interface AuditQuery {
+  chain: string;
+  /** Records with seq greater than this. */
+  afterSeq: number;
+  limit: number;
+  since?: Date;
+  keyId?: string;
+}
+
+/** Append-only storage of audit records; SQL beside this file, hashing and sealing in runtime/audit/. */
+export interface AuditLog {
+  /** Commits the records in one transaction, or none of them. */
+  append(records: readonly AuditRecord[]): Promise<void>;
+  /** The last committed record of a chain (to continue it after a failed commit), if any. */
+  head(chain: string): Promise<{ seq: number; hash: Buffer } | undefined>;
+  /** Every chain id, in a stable order. */
+  chains(): Promise<string[]>;
+  /** Records of one chain in seq order. */
+  read(query: AuditQuery): Promise<AuditRecord[]>;
 }

@@ -2,7 +2,7 @@
 // still report the database part as down instead of failing as a whole.
 import { DatabaseError, DriverError } from '../errors.js';
 import type { StoreOptions } from './index.js';
-import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
+import type { AuditLog, InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
 
 export function storeKind(opts: StoreOptions): 'sqlite' | 'postgres' {
   return opts.postgresUrl ? 'postgres' : 'sqlite';
@@ -16,6 +16,12 @@ export class UnavailableStore implements WrappedKeyStore {
   ) {
     this.reason = cause instanceof DriverError ? cause.message : 'database unavailable';
   }
+  readonly audit: AuditLog = {
+    append: () => Promise.reject(this.error()),
+    head: () => Promise.reject(this.error()),
+    chains: () => Promise.reject(this.error()),
+    read: () => Promise.reject(this.error()),
+  };
   private error(): Error {
     return new DatabaseError('DATABASE_UNAVAILABLE', this.reason);
   }

@@ -111,6 +111,22 @@ export function spawnDriver(o: SpawnOptions): DriverProcess {
   };
 }
 
+/**
+ * driver-a as the bundle and driver-b as the single binary, each with its own client certificate
+ * (makePki('driver-a', 'driver-b')), on one PostgreSQL database.
+ */
+export function spawnDriverPair(o: Pick<SpawnOptions, 'pki' | 'proxyAddr' | 'sqlitePath' | 'env'> & { postgresUrl: string; args?: string[] }): DriverProcess[] {
+  return (['driver-a', 'driver-b'] as const).map((name, i) =>
+    spawnDriver({
+      ...o,
+      target: i === 0 ? 'bundle' : 'binary',
+      clientCert: `${name}-chain.pem`,
+      clientKey: `${name}.key`,
+      args: ['--postgres-url', o.postgresUrl, ...(o.args ?? [])],
+    }),
+  );
+}
+
 export const stateIs = (state: string) => (l: LogLine) => l.msg === 'driver state' && l.state === state;
 export const jobDone = (id: string) => (l: LogLine) => l.jobId === id && (l.msg === 'job done' || l.msg === 'job answer not delivered');
 
@@ -119,6 +135,8 @@ export interface RunFixture {
   server: JobServer;
   /** The driver a test started; afterEach stops it. */
   driver: DriverProcess | undefined;
+  /** More drivers a test started (spawnDriverPair); afterEach stops them too. */
+  drivers: DriverProcess[];
   /** The build under test (set per describe.each block). */
   target: DriverTarget;
   /** A new SQLite path in the file's temp dir. */
@@ -129,14 +147,15 @@ export interface RunFixture {
 export function useRunFixture(name: string, pkiNames: string[], serverOptions: Partial<JobServerOptions> = {}): RunFixture {
   const dir = mkdtempSync(join(tmpdir(), `${name}-`));
   let n = 0;
-  const fx = { driver: undefined, target: 'bundle', freshDb: () => join(dir, `keys-${++n}.db`) } as RunFixture;
+  const fx = { driver: undefined, drivers: [] as DriverProcess[], target: 'bundle', freshDb: () => join(dir, `keys-${++n}.db`) } as RunFixture;
   beforeAll(async () => {
     fx.pki = makePki(...pkiNames);
     fx.server = await startJobServer({ ...serverTls(fx.pki), ...serverOptions });
   });
   afterEach(async () => {
-    await fx.driver?.stop('SIGTERM');
+    await Promise.all([fx.driver, ...fx.drivers].map((d) => d?.stop('SIGTERM')));
     fx.driver = undefined;
+    fx.drivers = [];
   });
   afterAll(async () => {
     await fx.server?.close();

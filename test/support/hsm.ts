@@ -25,5 +25,6 @@ export function contextFor(hsm: HsmPort, store: WrappedKeyStore, log = silentLog
     hsm,
     store,
     driver: { version: 'test', startedAt: performance.now() },
+    audit: () => {},
   };
 }

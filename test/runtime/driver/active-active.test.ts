@@ -1,42 +1,15 @@
 // Two `hsm-driver run` processes, active-active on one PostgreSQL database and one queue: both
 // take work, and a keygen delivered twice (to either driver) yields one key.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startJobServer, type JobServer } from '../../../scripts/job-server.js';
-import { makePki, serverTls, type Pki } from '../../scripts/helpers.js';
-import { spawnDriver, stateIs, type DriverProcess } from '../../support/driver.js';
+import { expect, test } from 'vitest';
+import { spawnDriverPair, stateIs, useRunFixture } from '../../support/driver.js';
 import { usePostgresDatabase } from '../../support/postgres.js';
 
-let pki: Pki;
-let server: JobServer;
-let drivers: DriverProcess[] = [];
+const fx = useRunFixture('active-active', ['driver-a', 'driver-b']);
 const pgUrl = usePostgresDatabase();
-const dir = mkdtempSync(join(tmpdir(), 'active-active-'));
-
-beforeAll(async () => {
-  pki = makePki('driver-a', 'driver-b');
-  server = await startJobServer(serverTls(pki));
-});
-afterAll(async () => {
-  await Promise.all(drivers.map((d) => d.stop()));
-  await server?.close();
-  pki?.remove();
-});
 
 test('two drivers share the queue and the database; duplicate keygens give one key', async () => {
-  drivers = (['driver-a', 'driver-b'] as const).map((name, i) =>
-    spawnDriver({
-      target: i === 0 ? 'bundle' : 'binary',
-      pki,
-      proxyAddr: server.proxyAddr,
-      sqlitePath: join(dir, 'unused.db'),
-      clientCert: `${name}-chain.pem`,
-      clientKey: `${name}.key`,
-      args: ['--postgres-url', pgUrl(), '--concurrency', '2', '--sessions', '2'],
-    }),
-  );
+  const server = fx.server;
+  const drivers = (fx.drivers = spawnDriverPair({ pki: fx.pki, proxyAddr: server.proxyAddr, sqlitePath: fx.freshDb(), postgresUrl: pgUrl(), args: ['--concurrency', '2', '--sessions', '2'] }));
   await Promise.all(drivers.map((d) => d.waitForLog(stateIs('running'))));
 
   const algorithms = ['ecdsa-secp256k1', 'ecdsa-p256', 'eddsa-ed25519', 'rsa-2048'];

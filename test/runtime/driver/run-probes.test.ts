@@ -67,6 +67,9 @@ describe.each(TARGETS)('run --metrics-addr as the %s', (target) => {
     expect(Number(sample(m.get('hsm_driver_polls_total'), { result: 'job' })?.value)).toBe(3);
     expect(sample(m.get('hsm_driver_state'), { state: 'running' })?.value).toBe('1');
     expect(sample(m.get('hsm_driver_keys_stored'))?.value).toBe('1');
+    // Every keygen and sign (the failed one too) left a record the HSM sealed.
+    expect(sample(m.get('hsm_driver_audit_records'), { sealed: 'yes' })?.value).toBe('3');
+    expect(sample(m.get('hsm_driver_audit_records'), { sealed: 'no' })?.value).toBe('0');
     expect(sample(m.get('hsm_driver_jobs_in_flight'))?.value).toBe('0');
     expect(m.has('hsm_driver_sessions_in_use')).toBe(true);
     expect(m.has('hsm_driver_process_resident_memory_bytes')).toBe(true);
