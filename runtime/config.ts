@@ -15,7 +15,7 @@ import { win32Helper } from './native/windows-cache.js';
 
 export interface OptionSpec {
   env: string;
-  type: 'string' | 'number';
+  type: 'string' | 'number' | 'boolean';
   describe: string;
   group: string;
 }
@@ -31,6 +31,7 @@ export const OPTIONS = {
   'integrity-key-label': { env: 'INTEGRITY_KEY_LABEL', type: 'string', group: 'HSM', describe: 'label of the HMAC-SHA256 key that seals audit records and key rows [default: integrity]' },
   'wrap-mechanism': { env: 'WRAP_MECHANISM', type: 'string', group: 'HSM', describe: `aes-key-wrap-pad (RFC 5649), aes-kwp (vendor id 0x210b), aes-key-wrap (RFC 3394) or a numeric id [default: ${DEFAULT_WRAP_MECHANISM}]` },
   'resident-algorithms': { env: 'RESIDENT_ALGORITHMS', type: 'string', group: 'HSM', describe: 'comma list of algorithms kept as non-extractable token objects instead of wrapped blobs (for tokens that cannot wrap them, e.g. eddsa-ed25519 on SoftHSM)' },
+  'require-sealed-rows': { env: 'REQUIRE_SEALED_ROWS', type: 'boolean', group: 'HSM', describe: 'refuse (KEY_INTEGRITY) key rows without a seal, written before row seals existed; run keys seal first [default: false]' },
   sessions: { env: 'HSM_SESSIONS', type: 'number', group: 'HSM', describe: 'PKCS#11 sessions in the pool [default: 4]' },
   'key-cache-size': { env: 'KEY_CACHE_SIZE', type: 'number', group: 'HSM', describe: 'unwrapped keys kept per session for repeated signs; 0 = off, each sign unwraps and destroys [default: 0]' },
   'key-cache-ttl': { env: 'KEY_CACHE_TTL', type: 'number', group: 'HSM', describe: 'seconds an unwrapped key may be kept in the HSM before it is destroyed [default: 60]' },
@@ -169,6 +170,14 @@ export function parseResidentAlgorithms(value: string | undefined): Algorithm[] 
   });
 }
 
+function yesNo(value: string | undefined, name: string): boolean {
+  if (value === undefined) return false;
+  const v = value.toLowerCase();
+  if (['true', 'yes', '1', 'on'].includes(v)) return true;
+  if (['false', 'no', '0', 'off'].includes(v)) return false;
+  throw new ConfigError(`--${name} must be true or false, got "${value}"`);
+}
+
 function wholeNumber(value: string | undefined, name: string, fallback: number, min = 1, max = 1024): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -188,6 +197,7 @@ export function resolveHsmConfig(s: Settings, env: NodeJS.ProcessEnv): HsmConfig
     integrityKeyLabel: s['integrity-key-label'] ?? 'integrity',
     wrapMechanism: parseWrapMechanism(s['wrap-mechanism'] ?? DEFAULT_WRAP_MECHANISM),
     residentAlgorithms: parseResidentAlgorithms(s['resident-algorithms']),
+    requireSealedRows: yesNo(s['require-sealed-rows'], 'require-sealed-rows'),
     keyCache: { size: wholeNumber(s['key-cache-size'], 'key-cache-size', 0, 0, 100_000), ttlMs: wholeNumber(s['key-cache-ttl'], 'key-cache-ttl', 60, 1, 86_400) * 1000 },
   };
 }

@@ -2,6 +2,7 @@
 // committed in small groups. A job's answer waits for its record's commit; while one group is
 // being sealed and committed the next one gathers, so the cost per record falls as load rises.
 import { createHash, randomUUID } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
 import type { Logger } from 'pino';
 import type { AuditFacts } from '../context.js';
 import { IntegrityKeyMissingError } from '../hsm/integrity-key.js';
@@ -104,6 +105,11 @@ export class AuditTrail {
       return undefined;
     }
   }
+}
+
+/** The trail of a command run by hand (one-shot jobs, keys commands): its own chain, the local user. */
+export function localAuditTrail(log: AuditLog, sealer: Sealer, logger: Logger): AuditTrail {
+  return new AuditTrail(log, sealer, { subject: `local user ${userInfo().username}@${hostname()}`, fingerprint: '' }, logger);
 }
 
 /** Job kinds that leave an audit record: the ones that make or use a key. */

@@ -10,6 +10,7 @@ import { runOneShot } from './oneshot.js';
 import { runDriver } from '../driver/driver.js';
 import { configCheck, configInit } from './config-command.js';
 import { auditExport, auditVerify } from './audit-command.js';
+import { keysCommand } from './keys-command.js';
 import { serviceCommand } from './service-command.js';
 import { withOptions } from './options.js';
 import { addonOrigin } from '../hsm/addon.js';
@@ -42,7 +43,7 @@ function readJobInput(argv: Record<string, unknown>, io: Io): unknown {
 }
 
 /** The commands, for the one-line answer to a mistyped one (yargs would list every flag instead). */
-export const COMMANDS = ['run', 'keygen', 'sign', 'health', 'hsm', 'audit', 'service', 'config', 'version'] as const;
+export const COMMANDS = ['run', 'keygen', 'sign', 'health', 'hsm', 'keys', 'audit', 'service', 'config', 'version'] as const;
 
 export async function runCli(args: string[], io: Io): Promise<number> {
   const first = args[0];
@@ -104,6 +105,7 @@ export async function runCli(args: string[], io: Io): Promise<number> {
         exitCode = ok ? 0 : 1;
       },
     )
+    .command(keysCommand(io, settingsOf, (code) => (exitCode = code)))
     .command(
       'audit <action>',
       'the audit trail: verify (every chain, and every seal inside the HSM; names the first bad record) or export (JSON lines)',

@@ -1,10 +1,9 @@
 // Runs one handler once, outside the poll loop: for testing and scripting. Prints exactly one
 // JSON line on stdout, {"output": …} (exit 0) or {"error": {code, message, retryable}} (exit 1).
 import { randomUUID } from 'node:crypto';
-import { hostname, userInfo } from 'node:os';
 import type { Logger } from 'pino';
 import { handlerFor } from '../../handlers/index.js';
-import { AUDITED_KINDS, AuditTrail, auditEntryFor } from '../audit/trail.js';
+import { AUDITED_KINDS, auditEntryFor, localAuditTrail } from '../audit/trail.js';
 import type { AuditFacts } from '../context.js';
 import { auditTrailOn, resolveHsmConfig, resolveStoreOptions, type Settings } from '../config.js';
 import { ConfigError, toWireError } from '../errors.js';
@@ -70,6 +69,5 @@ export async function runOneShot(kind: string, input: unknown, settings: Setting
 /** A one-shot keygen or sign is audited like a driver's job, in a chain of its own, by the local user. */
 async function recordOneShot(hsm: Hsm, store: WrappedKeyStore, log: Logger, job: { id: string; attempt: number; kind: string }, facts: AuditFacts, code: string | undefined): Promise<void> {
   if (!AUDITED_KINDS.has(job.kind)) return;
-  const identity = { subject: `local user ${userInfo().username}@${hostname()}`, fingerprint: '' };
-  await new AuditTrail(store.audit, hsm, identity, log).append(auditEntryFor(job, facts, code));
+  await localAuditTrail(store.audit, hsm, log).append(auditEntryFor(job, facts, code));
 }

@@ -71,6 +71,7 @@ export async function runDriver(
     keyCache: () => hsm.keyCacheStats,
     keysStored: () => store.countKeys(),
     audit: () => ({ committed: audit?.committed ?? 0, unsealed: audit?.unsealed ?? 0 }),
+    unsealedRowsAccepted: () => hsm.rowSeals.unsealedAccepted,
   });
   metrics.setState(state);
   onStateChange = (next) => metrics.setState(next);

@@ -13,6 +13,8 @@ export interface MetricSources {
   keysStored: () => Promise<number>;
   /** Audit records committed, and how many of them unsealed (no integrity key on the token). */
   audit: () => { committed: number; unsealed: number };
+  /** Signs that used a key row without a seal (accepted with a warning). */
+  unsealedRowsAccepted: () => number;
 }
 
 export class DriverMetrics {
@@ -79,6 +81,14 @@ export class DriverMetrics {
         const { committed, unsealed } = sources.audit();
         this.set({ sealed: 'yes' }, committed - unsealed);
         this.set({ sealed: 'no' }, unsealed);
+      },
+    });
+    new Gauge({
+      name: 'hsm_driver_unsealed_rows_accepted',
+      help: 'Signs that used a key row written before row seals (accepted with a warning; run keys seal, then --require-sealed-rows).',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.unsealedRowsAccepted());
       },
     });
     this.setState('starting');

@@ -10,6 +10,7 @@ import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, wrapK
 import { signWrapped } from './wrapped-sign.js';
 import { CallTimer } from './call-timer.js';
 import { IntegrityKey } from './integrity-key.js';
+import { RowSeals, rowSealInput, type SealedFields } from './row-seal.js';
 import { checkMasterKey, MasterKeys } from './master-key.js';
 import { WRAP_MECHANISMS, wrapMechanismId } from './mechanisms.js';
 import { Pkcs11Library } from './module.js';
@@ -41,6 +42,7 @@ export class Hsm implements HsmPort {
   private readonly modes = new Map<string, Promise<AlgorithmMode>>();
   private readonly masterKeys: MasterKeys;
   readonly integrityKey: IntegrityKey;
+  readonly rowSeals: RowSeals;
   /**
    * Token-object writes (resident keygen, discard) run one at a time: SoftHSM's file store
    * returned CKR_GENERAL_ERROR for about 1 in 20 keygens made while another object was destroyed.
@@ -53,6 +55,7 @@ export class Hsm implements HsmPort {
     this.pool = new SessionPool({ library: this.library, selector: config.selector, pin: config.pin, size: config.sessions, log, keyCache: config.keyCache });
     this.masterKeys = new MasterKeys(this.pool, config.masterKeyLabel);
     this.integrityKey = new IntegrityKey(this.pool, config.integrityKeyLabel ?? 'integrity');
+    this.rowSeals = new RowSeals(this.integrityKey, config.requireSealedRows ?? false, log);
   }
 
   /** Loads the module, logs in, and checks the master key's posture (warnings are logged loudly). */
@@ -150,7 +153,7 @@ export class Hsm implements HsmPort {
     const mode = await this.modeOf(algorithm);
     if (mode.mode === 'unsupported') throw new UnsupportedAlgorithmError(`${algorithm}: ${mode.reason}`);
     try {
-      return mode.mode === 'resident' ? await this.generateResident(algorithm, keyId) : await this.generateWrapped(algorithm);
+      return mode.mode === 'resident' ? await this.generateResident(algorithm, keyId) : await this.generateWrapped(algorithm, keyId);
     } catch (err) {
       const rv = err instanceof HsmError ? err.rv : rvOf(err);
       if (rv !== undefined && UNSUPPORTED_RV.has(rv) && (err as HsmError).method === 'C_GenerateKeyPair') {
@@ -160,7 +163,7 @@ export class Hsm implements HsmPort {
     }
   }
 
-  private generateWrapped(algorithm: Algorithm): Promise<GeneratedKey> {
+  private generateWrapped(algorithm: Algorithm, keyId: string): Promise<GeneratedKey> {
     const lib = this.library.lib;
     const { masterKeyLabel, wrapMechanism } = this.config;
     return this.pool.use(async (s) => {
@@ -168,7 +171,8 @@ export class Hsm implements HsmPort {
       try {
         const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
         const wrappedKey = await this.calls.time('C_WrapKey', () => wrapKey(lib, s, wrapMechanismId(wrapMechanism), this.masterKeys.handle(s, masterKeyLabel), pair.privateKey));
-        return { publicKeyDer, wrappedKey, residentId: null, wrapMechanism, masterKeyLabel };
+        const key = { publicKeyDer, wrappedKey, residentId: null, wrapMechanism, masterKeyLabel };
+        return { ...key, seal: this.rowSeals.seal(s, { keyId, algorithm, ...key }) };
       } finally {
         this.destroy(s, pair.privateKey);
         this.destroy(s, pair.publicKey);
@@ -183,7 +187,8 @@ export class Hsm implements HsmPort {
       const pair = await this.calls.time('C_GenerateKeyPair', () => generateKeyPair(lib, s, algorithm, { mode: 'resident', id, label: keyId }));
       try {
         const publicKeyDer = readPublicKey(lib, s, pair.publicKey, algorithm);
-        return { publicKeyDer, wrappedKey: null, residentId: id, wrapMechanism: null, masterKeyLabel: this.config.masterKeyLabel };
+        const key = { publicKeyDer, wrappedKey: null, residentId: id, wrapMechanism: null, masterKeyLabel: this.config.masterKeyLabel };
+        return { ...key, seal: this.rowSeals.seal(s, { keyId, algorithm, ...key }) };
       } catch (err) {
         this.destroy(s, pair.privateKey);
         throw err;
@@ -230,6 +235,7 @@ export class Hsm implements HsmPort {
     const lib = this.library.lib;
     return this.pool.use(async (s) => {
       if (record.residentId) {
+        this.rowSeals.check(s, record);
         const [key] = findObjects(lib, s, residentKeyQuery(record.residentId), 1);
         if (!key) throw new ResidentKeyMissing(`resident key for ${record.keyId} is missing from the token`);
         return this.calls.time('C_Sign', () => sign(lib, s, key, req));
@@ -244,6 +250,7 @@ export class Hsm implements HsmPort {
         destroy: (object: pkcs11.Handle) => this.destroy(s, object),
         stats: this.keyCacheStats,
         log: this.log,
+        checkSeal: () => this.rowSeals.check(s, record),
       };
       return signWrapped(deps, s, { ...record, wrappedKey, wrapMechanism }, req);
     });
@@ -294,6 +301,11 @@ export class Hsm implements HsmPort {
   /** Seals of several inputs on one session: a group of audit records costs one pool round. */
   sealAll(inputs: readonly Buffer[]): Promise<Buffer[]> {
     return this.pool.use(async (s) => inputs.map((data) => this.integrityKey.seal(s, data)));
+  }
+
+  /** Seals for existing rows (`keys seal`); throws when the token has no integrity key. */
+  sealRows(rows: readonly SealedFields[]): Promise<Buffer[]> {
+    return this.sealAll(rows.map(rowSealInput));
   }
 
   /** Whether `mac` seals `data`, checked inside the HSM. */

@@ -17,9 +17,13 @@ interface Entry {
   expiresAt: number;
 }
 
-/** What identifies an unwrapped key: the row's key material, not only its keyId (rows can change). */
+/**
+ * What identifies an unwrapped key: the whole row as sealed, and its seal, not only its keyId
+ * (rows can change). A hit therefore stands for a row whose seal the HSM checked at the miss.
+ */
 export function cacheKeyOf(record: KeyRecord): string {
-  return `${record.keyId}\0${record.masterKeyLabel}\0${record.wrapMechanism}\0${record.wrappedKey?.toString('base64')}`;
+  const b64 = (b: Buffer | null) => b?.toString('base64') ?? '';
+  return [record.keyId, record.algorithm, record.masterKeyLabel, record.wrapMechanism, b64(record.wrappedKey), b64(record.publicKeyDer), b64(record.seal)].join('\0');
 }
 
 /** One session's cached keys, least recently used first. Only touched while the session is ours. */

@@ -31,6 +31,11 @@ const LOGIN_LOST = new Set<number>([
   pkcs11.CKR_USER_NOT_LOGGED_IN,
   pkcs11.CKR_UNWRAPPING_KEY_HANDLE_INVALID,
   pkcs11.CKR_WRAPPING_KEY_HANDLE_INVALID,
+  // The integrity key's handle after a lost login (C_SignInit/C_VerifyInit name no wrapping key):
+  // SoftHSM answers CKR_OBJECT_HANDLE_INVALID, others CKR_KEY_HANDLE_INVALID. Recovering costs
+  // one C_Login, which a token still logged in answers with CKR_USER_ALREADY_LOGGED_IN.
+  pkcs11.CKR_KEY_HANDLE_INVALID,
+  pkcs11.CKR_OBJECT_HANDLE_INVALID,
 ]);
 
 /** Login problems that no retry can fix without the operator: the token is unusable to us. */

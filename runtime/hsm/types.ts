@@ -15,6 +15,8 @@ export interface HsmConfig {
   residentAlgorithms: readonly Algorithm[];
   /** Unwrapped keys kept per session for repeated signs (off when absent). */
   keyCache?: KeyCacheOptions | undefined;
+  /** Refuse rows without a seal (KEY_INTEGRITY) instead of accepting them with a warning. */
+  requireSealedRows?: boolean | undefined;
 }
 
 /** What keygen commits to the store: exactly one of wrappedKey / residentId is set. */
@@ -24,6 +26,8 @@ export interface GeneratedKey {
   residentId: Buffer | null;
   wrapMechanism: string | null;
   masterKeyLabel: string;
+  /** The row's seal (runtime/hsm/row-seal.ts), or null when the token has no integrity key. */
+  seal: Buffer | null;
 }
 
 export interface HsmHealth {

@@ -20,6 +20,8 @@ export interface WrappedSignDeps {
   destroy: (object: pkcs11.Handle) => void;
   stats: { hits: number; misses: number };
   log: Logger;
+  /** Checks the row's seal in the HSM (KEY_INTEGRITY if it fails); before every unwrap. */
+  checkSeal: () => void;
 }
 
 export async function signWrapped(d: WrappedSignDeps, session: pkcs11.Handle, record: KeyRecord & { wrappedKey: Buffer; wrapMechanism: string }, req: SignRequest): Promise<Buffer> {
@@ -39,6 +41,8 @@ export async function signWrapped(d: WrappedSignDeps, session: pkcs11.Handle, re
       d.log.warn({ keyId: record.keyId, err: (err as Error).message }, 'cached key failed; unwrapping afresh');
     }
   } else if (cache) d.stats.misses++;
+  // A cache hit skips this: its cache key is the whole sealed row and its seal, checked when the entry was made.
+  d.checkSeal();
   const key = await d.calls.time('C_UnwrapKey', () => unwrapIntoSession(lib, session, wrapMechanismId(record.wrapMechanism), d.masterKey(), record.wrappedKey, record.algorithm));
   let kept = false;
   try {

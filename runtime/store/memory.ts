@@ -23,6 +23,16 @@ export class MemoryStore implements WrappedKeyStore {
     return this.rows.size;
   }
 
+  async listKeys(afterKeyId: string, limit: number): Promise<KeyRecord[]> {
+    return [...this.rows.values()].filter((r) => r.keyId > afterKeyId).sort((a, b) => (a.keyId < b.keyId ? -1 : 1)).slice(0, limit);
+  }
+
+  async replaceKey(expected: KeyRecord, next: KeyRecord): Promise<boolean> {
+    if (this.rows.get(expected.keyId) !== expected) return false;
+    this.rows.set(expected.keyId, next);
+    return true;
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {

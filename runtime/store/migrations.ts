@@ -14,14 +14,21 @@ export interface Migration {
 
 /** The keys table's columns, in the order keyRowValues gives their values. */
 export const KEY_COLUMNS =
-  'key_id, algorithm, public_key_der, wrapped_key, resident_id, wrap_mechanism, master_key_label, created_at';
+  'key_id, algorithm, public_key_der, wrapped_key, resident_id, wrap_mechanism, master_key_label, created_at, seal';
 
 /** A record's values in KEY_COLUMNS order; SQLite keeps created_at as ISO text, PostgreSQL as timestamptz. */
 export function keyRowValues(r: KeyRecord, dialect: 'sqlite'): Array<string | Buffer | null>;
 export function keyRowValues(r: KeyRecord, dialect: 'postgres'): Array<string | Buffer | Date | null>;
 export function keyRowValues(r: KeyRecord, dialect: Dialect): Array<string | Buffer | Date | null> {
   const createdAt = dialect === 'sqlite' ? r.createdAt.toISOString() : r.createdAt;
-  return [r.keyId, r.algorithm, r.publicKeyDer, r.wrappedKey, r.residentId, r.wrapMechanism, r.masterKeyLabel, createdAt];
+  return [r.keyId, r.algorithm, r.publicKeyDer, r.wrappedKey, r.residentId, r.wrapMechanism, r.masterKeyLabel, createdAt, r.seal];
+}
+
+/** The columns replaceKey sets and compares (all but key_id and created_at). */
+export const KEY_MUTABLE_COLUMNS = ['algorithm', 'public_key_der', 'wrapped_key', 'resident_id', 'wrap_mechanism', 'master_key_label', 'seal'] as const;
+
+export function keyMutableValues(r: KeyRecord): Array<string | Buffer | null> {
+  return [r.algorithm, r.publicKeyDer, r.wrappedKey, r.residentId, r.wrapMechanism, r.masterKeyLabel, r.seal];
 }
 
 /** Created before any migration runs, so it cannot itself be a migration. */
@@ -117,6 +124,14 @@ export const MIGRATIONS: readonly Migration[] = [
       );
       CREATE INDEX audit_records_at ON audit_records (at);
       CREATE INDEX audit_records_key_id ON audit_records (key_id);`,
+    },
+  },
+  {
+    version: 3,
+    name: 'key row seals',
+    sql: {
+      sqlite: 'ALTER TABLE keys ADD COLUMN seal BLOB',
+      postgres: 'ALTER TABLE keys ADD COLUMN seal BYTEA',
     },
   },
 ];

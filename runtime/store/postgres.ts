@@ -2,7 +2,7 @@
 import pg from 'pg';
 import { isAlgorithm } from '../crypto/algorithms.js';
 import { ConfigError, DatabaseError, DriverError } from '../errors.js';
-import { KEY_COLUMNS, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
+import { KEY_COLUMNS, KEY_MUTABLE_COLUMNS, keyMutableValues, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
 import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
 import { PostgresAuditLog } from './postgres-audit.js';
 
@@ -129,7 +129,7 @@ class PostgresStore implements WrappedKeyStore {
   async insertIfAbsent(record: KeyRecord): Promise<InsertOutcome> {
     const { rows } = await this.query(
       'insert',
-      `INSERT INTO keys (${KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+      `INSERT INTO keys (${KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (key_id) DO NOTHING RETURNING ${KEY_COLUMNS}`,
       keyRowValues(record, 'postgres'),
     );
@@ -143,6 +143,20 @@ class PostgresStore implements WrappedKeyStore {
   async countKeys(): Promise<number> {
     const { rows } = await this.query('count', 'SELECT count(*) AS n FROM keys', []);
     return Number(rows[0]?.n ?? 0);
+  }
+
+  async listKeys(afterKeyId: string, limit: number): Promise<KeyRecord[]> {
+    const { rows } = await this.query('list', `SELECT ${KEY_COLUMNS} FROM keys WHERE key_id > $1 ORDER BY key_id LIMIT $2`, [afterKeyId, limit]);
+    return rows.map(toRecord);
+  }
+
+  async replaceKey(expected: KeyRecord, next: KeyRecord): Promise<boolean> {
+    if (next.keyId !== expected.keyId) throw new DatabaseError('INTERNAL', 'replaceKey cannot change a keyId');
+    const n = KEY_MUTABLE_COLUMNS.length;
+    const set = KEY_MUTABLE_COLUMNS.map((c, i) => `${c} = $${i + 1}`).join(', ');
+    const same = KEY_MUTABLE_COLUMNS.map((c, i) => `${c} IS NOT DISTINCT FROM $${n + 2 + i}`).join(' AND ');
+    const { rowCount } = await this.query('update', `UPDATE keys SET ${set} WHERE key_id = $${n + 1} AND ${same}`, [...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)]);
+    return rowCount === 1;
   }
 
   async ping(): Promise<void> {
@@ -179,6 +193,7 @@ function toRecord(row: Record<string, unknown>): KeyRecord {
     wrapMechanism: row.wrap_mechanism == null ? null : String(row.wrap_mechanism),
     masterKeyLabel: String(row.master_key_label),
     createdAt,
+    seal: bytes(row.seal),
   };
 }
 

@@ -54,6 +54,12 @@ export class ReopeningStore implements WrappedKeyStore {
   async countKeys(): Promise<number> {
     return (await this.current()).countKeys();
   }
+  async listKeys(afterKeyId: string, limit: number): Promise<KeyRecord[]> {
+    return (await this.current()).listKeys(afterKeyId, limit);
+  }
+  async replaceKey(expected: KeyRecord, next: KeyRecord): Promise<boolean> {
+    return (await this.current()).replaceKey(expected, next);
+  }
   async ping(): Promise<void> {
     return (await this.current()).ping();
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { DatabaseSync, type SQLOutputValue, type StatementSync } from 'node:sqlite';
 import { isAlgorithm } from '../crypto/algorithms.js';
 import { ConfigError, DatabaseError, DriverError } from '../errors.js';
-import { KEY_COLUMNS, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
+import { KEY_COLUMNS, KEY_MUTABLE_COLUMNS, keyMutableValues, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
 import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
 import { SqliteAuditLog } from './sqlite-audit.js';
 
@@ -91,6 +91,8 @@ class SqliteStore implements WrappedKeyStore {
   private readonly selectKey: StatementSync;
   private readonly insertKey: StatementSync;
   private readonly countAll: StatementSync;
+  private readonly listAfter: StatementSync;
+  private readonly replace: StatementSync;
   readonly audit: SqliteAuditLog;
 
   constructor(
@@ -99,9 +101,14 @@ class SqliteStore implements WrappedKeyStore {
   ) {
     this.selectKey = db.prepare(`SELECT ${KEY_COLUMNS} FROM keys WHERE key_id = ?`);
     this.insertKey = db.prepare(
-      `INSERT INTO keys (${KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING`,
+      `INSERT INTO keys (${KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING`,
     );
     this.countAll = db.prepare('SELECT count(*) AS n FROM keys');
+    this.listAfter = db.prepare(`SELECT ${KEY_COLUMNS} FROM keys WHERE key_id > ? ORDER BY key_id LIMIT ?`);
+    // IS, not =: NULL IS NULL holds, so a NULL column compares equal to an expected NULL.
+    this.replace = db.prepare(
+      `UPDATE keys SET ${KEY_MUTABLE_COLUMNS.map((c) => `${c} = ?`).join(', ')} WHERE key_id = ? AND ${KEY_MUTABLE_COLUMNS.map((c) => `${c} IS ?`).join(' AND ')}`,
+    );
     this.audit = new SqliteAuditLog(db, (action, fn) => this.run(action, fn));
   }
 
@@ -124,6 +131,15 @@ class SqliteStore implements WrappedKeyStore {
 
   async countKeys(): Promise<number> {
     return this.run('count', () => Number(this.countAll.get()?.n ?? 0));
+  }
+
+  async listKeys(afterKeyId: string, limit: number): Promise<KeyRecord[]> {
+    return this.run('list', () => this.listAfter.all(afterKeyId, limit).map(toRecord));
+  }
+
+  async replaceKey(expected: KeyRecord, next: KeyRecord): Promise<boolean> {
+    if (next.keyId !== expected.keyId) throw new DatabaseError('INTERNAL', 'replaceKey cannot change a keyId');
+    return this.run('update', () => Number(this.replace.run(...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)).changes) === 1);
   }
 
   async ping(): Promise<void> {
@@ -161,6 +177,7 @@ function toRecord(row: Record<string, SQLOutputValue>): KeyRecord {
     wrapMechanism: row.wrap_mechanism === null ? null : text(row.wrap_mechanism, 'wrap_mechanism'),
     masterKeyLabel: text(row.master_key_label, 'master_key_label'),
     createdAt,
+    seal: blob(row.seal, 'seal'),
   };
 }
 

@@ -17,6 +17,8 @@ export interface KeyRecord {
   /** Label of the master key that wrapped it (or that was in force for a resident key). */
   masterKeyLabel: string;
   createdAt: Date;
+  /** HMAC-SHA256 of the row's key fields, made in the HSM (runtime/hsm/row-seal.ts); null for rows written before seals. */
+  seal: Buffer | null;
 }
 
 export interface InsertOutcome {
@@ -32,6 +34,13 @@ export interface WrappedKeyStore {
   /** Commits the row unless the keyId exists; atomic against other drivers on the same database. */
   insertIfAbsent(record: KeyRecord): Promise<InsertOutcome>;
   countKeys(): Promise<number>;
+  /** Up to `limit` rows with keyId after `afterKeyId`, in keyId order (for commands that walk every key). */
+  listKeys(afterKeyId: string, limit: number): Promise<KeyRecord[]>;
+  /**
+   * Replaces a row with `next` (same keyId) only if it is still exactly `expected`: a row another
+   * process changed since it was read is left alone. Returns whether the row was replaced.
+   */
+  replaceKey(expected: KeyRecord, next: KeyRecord): Promise<boolean>;
   /** A cheap round trip, for health and the readiness gate. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -34,6 +34,12 @@ export class UnavailableStore implements WrappedKeyStore {
   countKeys(): Promise<number> {
     return Promise.reject(this.error());
   }
+  listKeys(): Promise<KeyRecord[]> {
+    return Promise.reject(this.error());
+  }
+  replaceKey(): Promise<boolean> {
+    return Promise.reject(this.error());
+  }
   ping(): Promise<void> {
     return Promise.reject(this.error());
   }

@@ -19,7 +19,7 @@ describe('entry', () => {
   it('an unknown command is one line listing the commands, exit 2', () => {
     const res = spawnSync(process.execPath, [bundle(), 'frobnicate', '--x'], { encoding: 'utf8' });
     expect(res).toMatchObject({ status: 2, stdout: '' });
-    expect(res.stderr).toBe('hsm-driver: unknown command "frobnicate"; commands: run, keygen, sign, health, hsm, service, config, version (see --help)\n');
+    expect(res.stderr).toBe('hsm-driver: unknown command "frobnicate"; commands: run, keygen, sign, health, hsm, keys, audit, service, config, version (see --help)\n');
   });
 
   it('a reader that closes stdout early is not an error', () => {

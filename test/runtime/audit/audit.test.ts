@@ -5,8 +5,6 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditHash, GENESIS, type AuditRecord } from '../../../runtime/audit/record.js';
 import { AuditTrail, auditEntryFor, type JobAuditEntry } from '../../../runtime/audit/trail.js';
@@ -17,6 +15,7 @@ import { openSqliteStore } from '../../../runtime/store/sqlite.js';
 import type { AuditLog, WrappedKeyStore } from '../../../runtime/store/store.js';
 import { openTestHsm, silentLog } from '../../support/hsm.js';
 import { usePostgresDatabase } from '../../support/postgres.js';
+import { postgresTamper, sqliteTamper, type Tamper } from '../../support/tamper.js';
 
 const identity = { subject: 'CN=driver-a, O=test', fingerprint: 'AA:BB' };
 
@@ -24,8 +23,6 @@ function entry(i: number, keyId = `key-${i % 3}`): JobAuditEntry {
   return auditEntryFor({ id: `job-${i}`, attempt: 1, kind: 'sign' }, { keyId, algorithm: 'ecdsa-secp256k1', signed: Buffer.from(`message ${i}`) }, i % 5 === 4 ? 'KEY_NOT_FOUND' : undefined);
 }
 
-/** Runs SQL on the database behind the store's back, as someone with write access would. */
-type Tamper = (sql: string, values?: Array<string | number | Buffer>) => Promise<void>;
 
 interface Harness {
   open(): Promise<WrappedKeyStore>;
@@ -39,26 +36,11 @@ const pgUrl = usePostgresDatabase();
 const harnesses: Record<'sqlite' | 'postgres', Harness> = {
   sqlite: {
     open: () => openSqliteStore(join(dir, 'audit.db')),
-    tamper: async (sql, values = []) => {
-      const db = new DatabaseSync(join(dir, 'audit.db'));
-      try {
-        db.prepare(sql.replace(/\$\d+/g, '?')).run(...values);
-      } finally {
-        db.close();
-      }
-    },
+    tamper: sqliteTamper(join(dir, 'audit.db')),
   },
   postgres: {
     open: () => openPostgresStore(pgUrl(), { poolSize: 4 }),
-    tamper: async (sql, values = []) => {
-      const client = new pg.Client({ connectionString: pgUrl() });
-      await client.connect();
-      try {
-        await client.query(sql, values);
-      } finally {
-        await client.end();
-      }
-    },
+    tamper: postgresTamper(pgUrl),
   },
 };
 

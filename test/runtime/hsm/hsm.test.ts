@@ -111,6 +111,7 @@ describe('master keys of rows', () => {
   test('a row wrapped under a master key this token lacks is KEY_INTEGRITY, not an HSM outage', async () => {
     const key = await hsm.generate('ecdsa-p256', 'other-master');
     const row = { ...recordOf('other-master', 'ecdsa-p256', key), masterKeyLabel: 'retired-master' };
+    row.seal = (await hsm.sealRows([row]))[0]!; // a genuine row, as the driver that wrote it sealed it
     await expect(hsm.sign(row, { kind: 'ecdsa', digest: Buffer.alloc(32, 1) })).rejects.toMatchObject({
       code: 'KEY_INTEGRITY',
       message: expect.stringMatching(/retired-master/),

@@ -50,6 +50,7 @@ describe('the key cache on a real token', () => {
     const again = await record('cache.rotate2');
     // Same keyId, another key's blob and public key: a different cache entry, and its own signature.
     const moved = { ...again, keyId: a.keyId };
+    moved.seal = (await hsm.sealRows([moved]))[0]!; // sealed, as a rewrap would: only the cache is under test
     const misses = hsm.keyCacheStats.misses;
     await signWith(moved);
     expect(hsm.keyCacheStats.misses).toBe(misses + 1);
@@ -60,6 +61,8 @@ describe('the key cache on a real token', () => {
     const signs = Array.from({ length: 1000 }, () => signWith(r));
     expect((await Promise.all(signs)).every((s) => s.length === 64)).toBe(true);
     const tampered = { ...r, keyId: 'cache.tampered', wrappedKey: Buffer.from(r.wrappedKey!).fill(7, 10, 12) };
+    // Sealed as it is, so that each sign gets as far as a failing unwrap (the case under test).
+    tampered.seal = (await hsm.sealRows([tampered]))[0]!;
     for (let i = 0; i < 20; i++) await expect(signWith(tampered)).rejects.toMatchObject({ code: 'KEY_INTEGRITY' });
     expect(await kept()).toBeLessThanOrEqual(SIZE * SESSIONS);
     // TTL 2 s; idle sessions are swept every second.

@@ -112,7 +112,7 @@ while (Date.now() < Number(startAt));
 const store = await openSqliteStore(file);
 const outcome = await store.insertIfAbsent({
   keyId: 'shared', algorithm: 'rsa-2048', publicKeyDer: Buffer.from(String(process.pid)),
-  wrappedKey: Buffer.from('w'), residentId: null, wrapMechanism: null, masterKeyLabel: 'm', createdAt: new Date(),
+  wrappedKey: Buffer.from('w'), residentId: null, wrapMechanism: null, masterKeyLabel: 'm', createdAt: new Date(), seal: null,
 });
 await store.close();
 process.stdout.write(JSON.stringify({ inserted: outcome.inserted, winner: outcome.stored.publicKeyDer.toString() }));

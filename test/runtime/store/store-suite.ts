@@ -24,6 +24,7 @@ export function wrappedRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     wrapMechanism: 'CKM_AES_KEY_WRAP_KWP',
     masterKeyLabel: 'master-2024',
     createdAt: new Date('2024-05-06T07:08:09.123Z'),
+    seal: randomBytes(32),
     ...overrides,
   };
 }
@@ -143,6 +144,35 @@ export function describeStoreContract(kind: 'sqlite' | 'postgres', harness: Stor
       await withStore(harness, (store) => store.insertIfAbsent(record));
       await withStore(harness, async (store) => {
         expect(await store.get(record.keyId)).toEqual(record);
+      });
+    });
+
+    it('lists keys in keyId order, a page at a time, from any point', async () => {
+      await withStore(harness, async (store) => {
+        const prefix = `list-${randomUUID()}-`;
+        const ids = ['c', 'a', 'e', 'b', 'd'].map((s) => prefix + s);
+        for (const keyId of ids) await store.insertIfAbsent(wrappedRecord({ keyId }));
+        const pages: string[][] = [];
+        for (let after = prefix; ; ) {
+          const page = (await store.listKeys(after, 2)).filter((r) => r.keyId.startsWith(prefix));
+          if (page.length === 0) break;
+          pages.push(page.map((r) => r.keyId));
+          after = page.at(-1)!.keyId;
+        }
+        expect(pages).toEqual([[prefix + 'a', prefix + 'b'], [prefix + 'c', prefix + 'd'], [prefix + 'e']]);
+      });
+    });
+
+    it('replaces a row only while it is still the row that was read', async () => {
+      await withStore(harness, async (store) => {
+        const read = wrappedRecord({ seal: null });
+        await store.insertIfAbsent(read);
+        const next = { ...read, wrappedKey: randomBytes(152), masterKeyLabel: 'master-2025', seal: randomBytes(32) };
+        expect(await store.replaceKey(read, next)).toBe(true);
+        expect(await store.get(read.keyId)).toEqual(next);
+        // A second writer still holding the old row loses, and changes nothing.
+        expect(await store.replaceKey(read, { ...read, seal: randomBytes(32) })).toBe(false);
+        expect(await store.get(read.keyId)).toEqual(next);
       });
     });
 
