@@ -11,6 +11,6 @@ export const HANDLERS: Readonly<Record<string, Handler>> = { keygen, sign, healt
 
 export function handlerFor(kind: unknown): Handler {
   const handler = typeof kind === 'string' && Object.hasOwn(HANDLERS, kind) ? HANDLERS[kind] : undefined;
-  if (!handler) throw new UnsupportedKindError(String(kind));
+  if (!handler) throw new UnsupportedKindError(typeof kind === 'string' ? kind : typeof kind);
   return handler;
 }

@@ -34,6 +34,15 @@ export class ApiError extends Error {
 const MAX_WAIT_SECONDS = 30;
 /** Answer retries stop this long before the lease ends: an answer after it would be refused. */
 const LEASE_MARGIN_MS = 250;
+/**
+ * A longer lease is taken as this long: no job needs more, a slot retrying an answer must come
+ * free, and timers cannot take much more (AbortSignal.timeout throws past 2^32 ms).
+ */
+const MAX_LEASE_MS = 10 * 60_000;
+/** The largest job is about 130 KiB (65536 bytes of data as hex): a body far larger is refused unread. */
+const MAX_JOB_BYTES = 1 << 20;
+/** What is kept of an error response's text for the log. */
+const MAX_ERROR_BYTES = 4096;
 const JOB_ID = /^[A-Za-z0-9._:~-]{1,256}$/;
 
 /**
@@ -78,8 +87,17 @@ export class JobApi {
     const wait = Math.max(0, Math.min(MAX_WAIT_SECONDS, Math.floor(waitSeconds)));
     const res = await this.call('GET', `/jobs/next?wait=${wait}`, undefined, signal);
     if (res.statusCode === 204) return drain(res, null);
-    if (res.statusCode === 200) return parseJob(await res.body.json().catch(() => undefined));
-    const text = await res.body.text().catch(() => '');
+    if (res.statusCode === 200) {
+      const tooLarge = () => new ApiError(`poll returned a job body over ${MAX_JOB_BYTES} bytes`, undefined, 'too-large');
+      if (Number(res.headers['content-length']) > MAX_JOB_BYTES) {
+        res.body.destroy();
+        throw tooLarge();
+      }
+      const body = await readCapped(res, MAX_JOB_BYTES, signal);
+      if (!body.complete) throw tooLarge();
+      return parseJob(parseJson(body.text));
+    }
+    const { text } = await readCapped(res, MAX_ERROR_BYTES, signal).catch(() => ({ text: '' }));
     if (res.statusCode === 401 || res.statusCode === 403) {
       throw new ApiError(`the job API refused our client certificate (${res.statusCode})`, res.statusCode);
     }
@@ -91,9 +109,11 @@ export class JobApi {
     const path = `/jobs/${encodeURIComponent(job.id)}/${'output' in answer ? 'result' : 'error'}`;
     const backoff = new Backoff(100, 2000);
     for (;;) {
-      const remaining = job.leaseExpiresAt.getTime() - Date.now() - LEASE_MARGIN_MS;
+      // No call starts after the margin, and none outlives the lease: an answer is never late.
+      const remaining = job.leaseExpiresAt.getTime() - Date.now();
+      if (remaining <= LEASE_MARGIN_MS) return 'lease-expired';
       try {
-        const res = await this.call('POST', path, JSON.stringify(answer), AbortSignal.timeout(Math.max(1000, remaining)));
+        const res = await this.call('POST', path, JSON.stringify(answer), AbortSignal.timeout(remaining));
         await drain(res, null);
         if (res.statusCode === 204 || res.statusCode === 200) return 'accepted';
         if (res.statusCode === 409) return 'lease-lost';
@@ -128,18 +148,50 @@ async function drain<T>(res: Dispatcher.ResponseData, value: T): Promise<T> {
   return value;
 }
 
+/**
+ * Up to `limit` bytes of the body as text, and whether that was all of it; a longer body is not
+ * read further (its connection is dropped). A failure mid-body is an ApiError with its code.
+ */
+async function readCapped(res: Dispatcher.ResponseData, limit: number, signal: AbortSignal): Promise<{ text: string; complete: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > limit) return { text: Buffer.concat(chunks).subarray(0, limit).toString('utf8'), complete: false };
+    }
+  } catch (err) {
+    if (signal.aborted) throw err;
+    const e = err as NodeJS.ErrnoException;
+    throw new ApiError(`reading the response body failed: ${e.code ?? e.message}`, undefined, e.code ?? 'network');
+  }
+  return { text: Buffer.concat(chunks).toString('utf8'), complete: true };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Checks the envelope; a job without a usable id cannot be answered, so it is an ApiError. */
 export function parseJob(body: unknown): LeasedJob {
   if (typeof body !== 'object' || body === null) throw new ApiError('poll returned a job that is not a JSON object', undefined, 'bad-job');
   const b = body as Record<string, unknown>;
   if (typeof b.id !== 'string' || !JOB_ID.test(b.id)) throw new ApiError('poll returned a job without a usable id', undefined, 'bad-job');
   const lease = typeof b.leaseExpiresAt === 'string' ? new Date(b.leaseExpiresAt) : new Date(NaN);
+  const latest = Date.now() + MAX_LEASE_MS;
   return {
     id: b.id,
-    kind: b.kind,
+    // An object or array names no kind: it goes on as its type, so that nothing downstream has
+    // to stringify it (String() of a deeply nested array overflows the stack).
+    kind: typeof b.kind === 'object' && b.kind !== null ? (Array.isArray(b.kind) ? '[array]' : '[object]') : b.kind,
     attempt: typeof b.attempt === 'number' ? b.attempt : 1,
     // Without a readable lease, assume the protocol's usual 30 s so answers still get retried.
-    leaseExpiresAt: Number.isNaN(lease.getTime()) ? new Date(Date.now() + 30_000) : lease,
+    leaseExpiresAt: Number.isNaN(lease.getTime()) ? new Date(Date.now() + 30_000) : lease.getTime() > latest ? new Date(latest) : lease,
     input: b.input,
   };
 }

@@ -57,6 +57,9 @@ export async function pollLoop(deps: LoopDeps, stop: AbortSignal): Promise<void>
       deps.slots.release();
       continue;
     }
-    void deps.runJob(job).finally(() => deps.slots.release());
+    // runJob answers every failure itself; should it still reject, the driver must not die of it.
+    void deps.runJob(job)
+      .catch((err: unknown) => deps.log.error({ err: (err as Error)?.message, jobId: job.id }, 'job runner failed'))
+      .finally(() => deps.slots.release());
   }
 }

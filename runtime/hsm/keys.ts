@@ -88,7 +88,9 @@ export async function sign(lib: Lib, session: Handle, key: Handle, req: SignRequ
     throw asHsmError(err, 'C_SignInit');
   }
   try {
-    return await lib.C_SignAsync(session, data, Buffer.alloc(1024));
+    // An empty Buffer has no memory behind it: pkcs11js would pass a NULL data pointer, which
+    // SoftHSM refuses (CKR_ARGUMENTS_BAD). An empty view of a real allocation signs "" as meant.
+    return await lib.C_SignAsync(session, data.length === 0 ? Buffer.alloc(1).subarray(0, 0) : data, Buffer.alloc(1024));
   } catch (err) {
     throw asHsmError(err, 'C_Sign');
   }
