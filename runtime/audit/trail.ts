@@ -71,27 +71,44 @@ export class AuditTrail {
   }
 
   private async commit(entries: ReadonlyArray<JobAuditEntry>): Promise<void> {
+    await this.commitWith(async (recordsFor) => this.log.append(await recordsFor(entries)));
+  }
+
+  /**
+   * For a caller that commits records in a transaction of its own, together with what they
+   * record (`keys rewrap`: a row and its record, or neither). `write` asks for the records of the
+   * entries it decides on, chained and sealed, and commits them. Not to be run beside append().
+   */
+  async commitWith<T>(write: (recordsFor: (entries: readonly JobAuditEntry[]) => Promise<AuditRecord[]>) => Promise<T>): Promise<T> {
     // After a failed commit we cannot know whether it landed (a connection lost after COMMIT):
     // continue from what the database holds, never from what we hoped it holds.
-    this.head ??= (await this.log.head(this.chain)) ?? { seq: 0, hash: GENESIS };
-    let { seq, hash: prevHash } = this.head;
-    const records: AuditRecord[] = entries.map((entry) => {
-      const unsealed = { ...entry, driverSubject: this.identity.subject, driverFingerprint: this.identity.fingerprint, chain: this.chain, seq: ++seq, prevHash };
-      const hash = auditHash(unsealed);
-      prevHash = hash;
-      return { ...unsealed, hash, seal: null };
-    });
-    const seals = await this.seal(records.map((r) => sealInput(r.hash)));
-    seals?.forEach((seal, i) => (records[i]!.seal = seal));
+    const head = (this.head ??= (await this.log.head(this.chain)) ?? { seq: 0, hash: GENESIS });
+    let made: AuditRecord[] = [];
+    const recordsFor = async (entries: readonly JobAuditEntry[]): Promise<AuditRecord[]> => {
+      let { seq, hash: prevHash } = head;
+      const records: AuditRecord[] = entries.map((entry) => {
+        const unsealed = { ...entry, driverSubject: this.identity.subject, driverFingerprint: this.identity.fingerprint, chain: this.chain, seq: ++seq, prevHash };
+        const hash = auditHash(unsealed);
+        prevHash = hash;
+        return { ...unsealed, hash, seal: null };
+      });
+      const seals = await this.seal(records.map((r) => sealInput(r.hash)));
+      seals?.forEach((seal, i) => (records[i]!.seal = seal));
+      made = records;
+      return records;
+    };
+    let result: T;
     try {
-      await this.log.append(records);
+      result = await write(recordsFor);
     } catch (err) {
       this.head = undefined;
       throw err;
     }
-    this.head = { seq, hash: prevHash };
-    this.committed += records.length;
-    if (!seals) this.unsealed += records.length;
+    const last = made.at(-1);
+    if (last) this.head = { seq: last.seq, hash: last.hash };
+    this.committed += made.length;
+    this.unsealed += made.filter((r) => r.seal === null).length;
+    return result;
   }
 
   /** The seals, or undefined when the token has no integrity key (the driver warned at start). */

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { ALGORITHMS, ALGORITHM_SPECS, type Algorithm } from '../crypto/algorithms.js';
 import { ConfigError, DriverError, HsmError, KeyIntegrityError, UnsupportedAlgorithmError } from '../errors.js';
 import type { KeyRecord } from '../store/store.js';
-import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, wrapKey, type SignRequest } from './keys.js';
+import { destroyObject, findObjects, generateKeyPair, readPublicKey, sign, unwrapIntoSession, wrapKey, type SignRequest } from './keys.js';
 import { signWrapped } from './wrapped-sign.js';
 import { CallTimer } from './call-timer.js';
 import { IntegrityKey } from './integrity-key.js';
@@ -19,7 +19,7 @@ import { asHsmError, rvOf, UNSUPPORTED_RV } from './rv.js';
 import type { GeneratedKey, HsmConfig, HsmHealth } from './types.js';
 import { SessionPool } from './session.js';
 import type { HsmPort } from '../context.js';
-import { residentKeyQuery } from './templates.js';
+import { residentKeyQuery, rewrapTemplate } from './templates.js';
 
 export type { SignRequest } from './keys.js';
 export type { AlgorithmMode } from './probe.js';
@@ -301,6 +301,29 @@ export class Hsm implements HsmPort {
   /** Seals of several inputs on one session: a group of audit records costs one pool round. */
   sealAll(inputs: readonly Buffer[]): Promise<Buffer[]> {
     return this.pool.use(async (s) => inputs.map((data) => this.integrityKey.seal(s, data)));
+  }
+
+  /**
+   * `keys rewrap`: the row's key, unwrapped inside the HSM under the row's master key (after its
+   * seal is checked), wrapped under `to`, and destroyed. The caller checks that the new blob signs.
+   */
+  rewrapBlob(row: KeyRecord & { wrappedKey: Buffer; wrapMechanism: string }, to: { masterKeyLabel: string; wrapMechanism: string }): Promise<Buffer> {
+    const lib = this.library.lib;
+    return this.pool.use(async (s) => {
+      this.rowSeals.check(s, row);
+      const target = this.masterKeys.handle(s, to.masterKeyLabel);
+      const key = await this.calls.time('C_UnwrapKey', () => unwrapIntoSession(lib, s, wrapMechanismId(row.wrapMechanism), this.masterKeys.forRow(s, row), row.wrappedKey, row.algorithm, rewrapTemplate(row.algorithm)));
+      try {
+        return await this.calls.time('C_WrapKey', () => wrapKey(lib, s, wrapMechanismId(to.wrapMechanism), target, key));
+      } finally {
+        this.destroy(s, key);
+      }
+    });
+  }
+
+  /** Throws HSM_UNAVAILABLE, naming the label, unless the token holds exactly one master key so labelled. */
+  checkMasterKeyLabel(label: string): Promise<void> {
+    return this.pool.use(async (s) => void this.masterKeys.handle(s, label, { fresh: true }));
   }
 
   /** Seals for existing rows (`keys seal`); throws when the token has no integrity key. */

@@ -71,9 +71,10 @@ export async function unwrapIntoSession(
   masterKey: Handle,
   blob: Buffer,
   algorithm: Algorithm,
+  template: pkcs11.Template = unwrapTemplate(algorithm),
 ): Promise<Handle> {
   try {
-    return await lib.C_UnwrapKeyAsync(session, { mechanism }, masterKey, blob, unwrapTemplate(algorithm));
+    return await lib.C_UnwrapKeyAsync(session, { mechanism }, masterKey, blob, template);
   } catch (err) {
     if (recoveryFor(err) !== 'none') throw asHsmError(err, 'C_UnwrapKey');
     throw new KeyIntegrityError(`stored key cannot be unwrapped (${asHsmError(err, 'C_UnwrapKey').message})`);

@@ -84,6 +84,17 @@ export function unwrapTemplate(algorithm: Algorithm): pkcs11.Template {
   ];
 }
 
+/**
+ * For `keys rewrap` only: the stored key unwrapped so that it can be wrapped once more, under
+ * the new master key, and destroyed at once. Still sensitive (its value never readable) and
+ * unable to sign, like the extractable private key keygen wraps once.
+ */
+export function rewrapTemplate(algorithm: Algorithm): pkcs11.Template {
+  return unwrapTemplate(algorithm).map((a) =>
+    a.type === pkcs11.CKA_EXTRACTABLE ? { ...a, value: true } : a.type === pkcs11.CKA_SIGN ? { ...a, value: false } : a,
+  );
+}
+
 /** Finds a resident private key by its CKA_ID. */
 export function residentKeyQuery(id: Buffer): pkcs11.Template {
   return [

@@ -3,6 +3,7 @@
 // only does what is left. A row changed by someone else between read and write is left alone.
 import type { Logger } from 'pino';
 import { localAuditTrail } from '../audit/trail.js';
+import { replaceWithAudit } from './replace.js';
 import type { Hsm } from '../hsm/hsm.js';
 import type { WrappedKeyStore } from '../store/store.js';
 
@@ -24,15 +25,11 @@ export async function sealRows(hsm: Hsm, store: WrappedKeyStore, log: Logger, on
     const unsealed = page.filter((r) => r.seal === null);
     report.alreadySealed += page.length - unsealed.length;
     const seals = await hsm.sealRows(unsealed);
-    const records: Array<Promise<void>> = [];
-    for (const [i, row] of unsealed.entries()) {
-      const done = await store.replaceKey(row, { ...row, seal: seals[i]! });
-      if (done) report.sealed++;
-      else report.changed++;
-      // Appended together, so the page's records share a few commits.
-      records.push(audit.append({ at: new Date(), jobId: 'keys-seal', attempt: 1, kind: 'keys-seal', keyId: row.keyId, algorithm: row.algorithm, dataSha256: null, outcome: done ? 'ok' : 'error', code: done ? null : 'ROW_CHANGED' }));
-    }
-    await Promise.all(records);
+    const changes = unsealed.map((row, i) => ({ expected: row, next: { ...row, seal: seals[i]! } }));
+    // Each page is one transaction: its rows' seals and their audit records, or none of them.
+    const replaced = await replaceWithAudit(store, audit, 'keys-seal', changes);
+    report.sealed += replaced.length;
+    report.changed += changes.length - replaced.length;
     after = page.at(-1)!.keyId;
     onPage(report);
   }

@@ -33,6 +33,13 @@ export class MemoryStore implements WrappedKeyStore {
     return true;
   }
 
+  async replaceKeysWithAudit(changes: ReadonlyArray<{ expected: KeyRecord; next: KeyRecord }>, recordsFor: (replaced: KeyRecord[]) => Promise<AuditRecord[]>): Promise<KeyRecord[]> {
+    const replaced = changes.filter((c) => this.rows.get(c.expected.keyId) === c.expected).map((c) => c.next);
+    await this.audit.append(await recordsFor(replaced));
+    for (const r of replaced) this.rows.set(r.keyId, r);
+    return replaced;
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {

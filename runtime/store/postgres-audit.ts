@@ -14,14 +14,8 @@ export class PostgresAuditLog implements AuditLog {
   async append(records: readonly AuditRecord[]): Promise<void> {
     if (records.length === 0) return;
     // One INSERT with a row per record: a single statement is its own transaction, all or nothing.
-    const values: unknown[] = [];
-    const rows = records.map((r) => {
-      const row = auditRowValues(r, 'postgres');
-      const first = values.length;
-      values.push(...row);
-      return `(${row.map((_, i) => `$${first + i + 1}`).join(', ')})`;
-    });
-    await this.query('audit append', `INSERT INTO audit_records (${AUDIT_COLUMNS}) VALUES ${rows.join(', ')}`, values);
+    const { text, values } = insertStatement(records);
+    await this.query('audit append', text, values);
   }
 
   async head(chain: string): Promise<{ seq: number; hash: Buffer } | undefined> {
@@ -42,4 +36,16 @@ export class PostgresAuditLog implements AuditLog {
     const { rows } = await this.query('audit read', `SELECT ${AUDIT_COLUMNS} FROM audit_records WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${values.push(q.limit)}`, values);
     return rows.map((row) => auditRecordOf(row));
   }
+}
+
+/** One INSERT of every record (at most a few hundred: 16 parameters each). */
+export function insertStatement(records: readonly AuditRecord[]): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const rows = records.map((r) => {
+    const row = auditRowValues(r, 'postgres');
+    const first = values.length;
+    values.push(...row);
+    return `(${row.map((_, i) => `$${first + i + 1}`).join(', ')})`;
+  });
+  return { text: `INSERT INTO audit_records (${AUDIT_COLUMNS}) VALUES ${rows.join(', ')}`, values };
 }

@@ -4,7 +4,8 @@ import { isAlgorithm } from '../crypto/algorithms.js';
 import { ConfigError, DatabaseError, DriverError } from '../errors.js';
 import { KEY_COLUMNS, KEY_MUTABLE_COLUMNS, keyMutableValues, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
 import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
-import { PostgresAuditLog } from './postgres-audit.js';
+import { PostgresAuditLog, insertStatement } from './postgres-audit.js';
+import type { AuditRecord } from '../audit/record.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
 const STATEMENT_TIMEOUT_MS = 10_000;
@@ -109,6 +110,14 @@ async function migrate(pool: pg.Pool, where: string): Promise<void> {
   }
 }
 
+/** Replaces a row only while every column but key_id and created_at is still as read. */
+const REPLACE_KEY = (() => {
+  const n = KEY_MUTABLE_COLUMNS.length;
+  const set = KEY_MUTABLE_COLUMNS.map((c, i) => `${c} = $${i + 1}`).join(', ');
+  const same = KEY_MUTABLE_COLUMNS.map((c, i) => `${c} IS NOT DISTINCT FROM $${n + 2 + i}`).join(' AND ');
+  return `UPDATE keys SET ${set} WHERE key_id = $${n + 1} AND ${same}`;
+})();
+
 class PostgresStore implements WrappedKeyStore {
   readonly kind = 'postgres';
   private closed = false;
@@ -152,11 +161,39 @@ class PostgresStore implements WrappedKeyStore {
 
   async replaceKey(expected: KeyRecord, next: KeyRecord): Promise<boolean> {
     if (next.keyId !== expected.keyId) throw new DatabaseError('INTERNAL', 'replaceKey cannot change a keyId');
-    const n = KEY_MUTABLE_COLUMNS.length;
-    const set = KEY_MUTABLE_COLUMNS.map((c, i) => `${c} = $${i + 1}`).join(', ');
-    const same = KEY_MUTABLE_COLUMNS.map((c, i) => `${c} IS NOT DISTINCT FROM $${n + 2 + i}`).join(' AND ');
-    const { rowCount } = await this.query('update', `UPDATE keys SET ${set} WHERE key_id = $${n + 1} AND ${same}`, [...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)]);
+    const { rowCount } = await this.query('update', REPLACE_KEY, [...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)]);
     return rowCount === 1;
+  }
+
+  async replaceKeysWithAudit(changes: ReadonlyArray<{ expected: KeyRecord; next: KeyRecord }>, recordsFor: (replaced: KeyRecord[]) => Promise<AuditRecord[]>): Promise<KeyRecord[]> {
+    if (this.closed) throw new DatabaseError('INTERNAL', 'PostgreSQL store used after close');
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw toStoreError(err, 'update', this.target);
+    }
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const replaced: KeyRecord[] = [];
+      for (const { expected, next } of changes) {
+        const { rowCount } = await client.query(REPLACE_KEY, [...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)]);
+        if (rowCount === 1) replaced.push(next);
+      }
+      const records = await recordsFor(replaced);
+      if (records.length > 0) {
+        const { text, values } = insertStatement(records);
+        await client.query(text, values);
+      }
+      await client.query('COMMIT');
+      return replaced;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => (broken = true));
+      throw toStoreError(err, 'update', this.target);
+    } finally {
+      client.release(broken);
+    }
   }
 
   async ping(): Promise<void> {

@@ -60,6 +60,9 @@ export class ReopeningStore implements WrappedKeyStore {
   async replaceKey(expected: KeyRecord, next: KeyRecord): Promise<boolean> {
     return (await this.current()).replaceKey(expected, next);
   }
+  async replaceKeysWithAudit(...args: Parameters<WrappedKeyStore['replaceKeysWithAudit']>): Promise<KeyRecord[]> {
+    return (await this.current()).replaceKeysWithAudit(...args);
+  }
   async ping(): Promise<void> {
     return (await this.current()).ping();
   }

@@ -22,13 +22,18 @@ export class SqliteAuditLog implements AuditLog {
       // IMMEDIATE: take the write lock now, so another process's writer cannot make us fail halfway.
       this.db.exec('BEGIN IMMEDIATE');
       try {
-        for (const r of records) this.insert.run(...auditRowValues(r, 'sqlite'));
+        this.insertAll(records);
         this.db.exec('COMMIT');
       } catch (err) {
         if (this.db.isTransaction) this.db.exec('ROLLBACK');
         throw err;
       }
     });
+  }
+
+  /** Inserts inside the caller's transaction. */
+  insertAll(records: readonly AuditRecord[]): void {
+    for (const r of records) this.insert.run(...auditRowValues(r, 'sqlite'));
   }
 
   async head(chain: string): Promise<{ seq: number; hash: Buffer } | undefined> {

@@ -5,6 +5,7 @@ import { DatabaseSync, type SQLOutputValue, type StatementSync } from 'node:sqli
 import { isAlgorithm } from '../crypto/algorithms.js';
 import { ConfigError, DatabaseError, DriverError } from '../errors.js';
 import { KEY_COLUMNS, KEY_MUTABLE_COLUMNS, keyMutableValues, keyRowValues, migrationSql, pendingMigrations, SCHEMA_MIGRATIONS_SQL } from './migrations.js';
+import type { AuditRecord } from '../audit/record.js';
 import type { InsertOutcome, KeyRecord, WrappedKeyStore } from './store.js';
 import { SqliteAuditLog } from './sqlite-audit.js';
 
@@ -140,6 +141,23 @@ class SqliteStore implements WrappedKeyStore {
   async replaceKey(expected: KeyRecord, next: KeyRecord): Promise<boolean> {
     if (next.keyId !== expected.keyId) throw new DatabaseError('INTERNAL', 'replaceKey cannot change a keyId');
     return this.run('update', () => Number(this.replace.run(...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)).changes) === 1);
+  }
+
+  async replaceKeysWithAudit(changes: ReadonlyArray<{ expected: KeyRecord; next: KeyRecord }>, recordsFor: (replaced: KeyRecord[]) => Promise<AuditRecord[]>): Promise<KeyRecord[]> {
+    this.run('update', () => this.db.exec('BEGIN IMMEDIATE'));
+    try {
+      const replaced = this.run('update', () =>
+        changes.filter(({ expected, next }) => Number(this.replace.run(...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)).changes) === 1).map((c) => c.next),
+      );
+      // The seals of the records are made in the HSM while we hold the write lock: a few ms.
+      const records = await recordsFor(replaced);
+      this.run('audit append', () => this.audit.insertAll(records));
+      this.run('update', () => this.db.exec('COMMIT'));
+      return replaced;
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
   }
 
   async ping(): Promise<void> {

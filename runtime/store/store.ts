@@ -41,6 +41,12 @@ export interface WrappedKeyStore {
    * process changed since it was read is left alone. Returns whether the row was replaced.
    */
   replaceKey(expected: KeyRecord, next: KeyRecord): Promise<boolean>;
+  /**
+   * replaceKey for several rows and their audit records in one transaction: the rows still as
+   * expected are replaced, `recordsFor` is given those (the `next` rows) and returns their
+   * records, and all of it commits together or not at all. Returns the rows replaced.
+   */
+  replaceKeysWithAudit(changes: ReadonlyArray<{ expected: KeyRecord; next: KeyRecord }>, recordsFor: (replaced: KeyRecord[]) => Promise<AuditRecord[]>): Promise<KeyRecord[]>;
   /** A cheap round trip, for health and the readiness gate. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -40,6 +40,9 @@ export class UnavailableStore implements WrappedKeyStore {
   replaceKey(): Promise<boolean> {
     return Promise.reject(this.error());
   }
+  replaceKeysWithAudit(): Promise<KeyRecord[]> {
+    return Promise.reject(this.error());
+  }
   ping(): Promise<void> {
     return Promise.reject(this.error());
   }

@@ -104,7 +104,9 @@ interface BenchStore {
 }
 
 /** The seed row's other columns, in KEY_COLUMNS order. */
-const otherColumns = () => KEY_COLUMNS.split(',').map((c) => c.trim()).slice(1).join(', ');
+// The copies keep the seed's key but not its seal: a seal binds a row to its keyId, and a copied
+// seal is what the driver refuses (KEY_INTEGRITY). Unsealed, they sign with a warning.
+const otherColumns = () => KEY_COLUMNS.split(',').map((c) => c.trim()).slice(1).map((c) => (c === 'seal' ? 'NULL' : c)).join(', ');
 
 function sqliteStore(ctx: BenchContext): BenchStore {
   const file = join(ctx.workDir, 'startup-keys.db');

@@ -1,0 +1,91 @@
+// `hsm-driver keys rewrap`: moves every wrapped row to another master key (master-key rotation)
+// or wrap mechanism, inside the HSM, while drivers keep signing. Per row: the seal is checked,
+// the key is unwrapped under the row's master key and wrapped under the new one, the new blob
+// must sign and verify against the stored public key, and only then is the row replaced — in
+// one transaction with its audit record, and only if the row is still the one that was read.
+// Rows already at the target are skipped, so a second run, or one after a kill, does only
+// what is left, and two runs at once never replace a row twice.
+import type { Logger } from 'pino';
+import { localAuditTrail } from '../audit/trail.js';
+import { ConfigError } from '../errors.js';
+import type { Hsm } from '../hsm/hsm.js';
+import { parseWrapMechanism } from '../hsm/mechanisms.js';
+import type { KeyRecord, WrappedKeyStore } from '../store/store.js';
+import { replaceWithAudit } from './replace.js';
+import { signAndVerify } from './test-sign.js';
+
+export interface RewrapOptions {
+  toMasterKey?: string | undefined;
+  toMechanism?: string | undefined;
+  dryRun?: boolean;
+}
+
+export interface RewrapReport {
+  rewrapped: number;
+  /** Already under the target master key and mechanism (done earlier, or by another run). */
+  alreadyDone: number;
+  /** Resident keys have no blob to rewrap: reported, not touched. */
+  resident: number;
+  /** Rows another process changed between our read and our write; a second run looks again. */
+  changed: number;
+  failed: Array<{ keyId: string; reason: string }>;
+  /** "from label/mechanism → to label/mechanism": rows (to do, with --dry-run; done, otherwise). */
+  moves: Record<string, number>;
+}
+
+const BATCH = 100;
+
+type WrappedRow = KeyRecord & { wrappedKey: Buffer; wrapMechanism: string };
+
+export async function rewrapRows(hsm: Hsm, store: WrappedKeyStore, log: Logger, o: RewrapOptions, onBatch: (r: RewrapReport) => void = () => {}, stop?: AbortSignal): Promise<RewrapReport> {
+  if (!o.toMasterKey && !o.toMechanism) throw new ConfigError('keys rewrap needs --to-master-key LABEL and/or --to-mechanism NAME');
+  const toMechanism = o.toMechanism === undefined ? undefined : parseWrapMechanism(o.toMechanism);
+  if (o.toMasterKey) await hsm.checkMasterKeyLabel(o.toMasterKey);
+  const targetOf = (row: WrappedRow) => ({ masterKeyLabel: o.toMasterKey ?? row.masterKeyLabel, wrapMechanism: toMechanism ?? row.wrapMechanism });
+  const report: RewrapReport = { rewrapped: 0, alreadyDone: 0, resident: 0, changed: 0, failed: [], moves: {} };
+  const audit = localAuditTrail(store.audit, hsm, log);
+
+  for (let after = ''; !stop?.aborted; ) {
+    const page = await store.listKeys(after, BATCH);
+    if (page.length === 0) break;
+    after = page.at(-1)!.keyId;
+    const changes: Array<{ expected: KeyRecord; next: KeyRecord }> = [];
+    for (const row of page) {
+      if (!row.wrappedKey || !row.wrapMechanism) {
+        report.resident++;
+        continue;
+      }
+      const wrapped = row as WrappedRow;
+      const target = targetOf(wrapped);
+      if (target.masterKeyLabel === row.masterKeyLabel && target.wrapMechanism === row.wrapMechanism) {
+        report.alreadyDone++;
+        continue;
+      }
+      const move = `${row.masterKeyLabel}/${row.wrapMechanism} → ${target.masterKeyLabel}/${target.wrapMechanism}`;
+      if (o.dryRun) {
+        report.moves[move] = (report.moves[move] ?? 0) + 1;
+        continue;
+      }
+      try {
+        const next: KeyRecord = { ...row, ...target, wrappedKey: await hsm.rewrapBlob(wrapped, target), seal: null };
+        next.seal = (await hsm.sealRows([next]))[0]!;
+        await signAndVerify(hsm, next);
+        changes.push({ expected: row, next });
+      } catch (err) {
+        report.failed.push({ keyId: row.keyId, reason: (err as Error).message });
+      }
+    }
+    if (changes.length > 0) {
+      const replaced = await replaceWithAudit(store, audit, 'keys-rewrap', changes);
+      report.rewrapped += replaced.length;
+      report.changed += changes.length - replaced.length;
+      for (const { expected, next } of changes) {
+        if (!replaced.includes(next)) continue;
+        const move = `${expected.masterKeyLabel}/${expected.wrapMechanism} → ${next.masterKeyLabel}/${next.wrapMechanism}`;
+        report.moves[move] = (report.moves[move] ?? 0) + 1;
+      }
+    }
+    onBatch(report);
+  }
+  return report;
+}
