@@ -18,6 +18,7 @@ const USAGE = `usage: npm run bench -- [options]
   --concurrency-per-session K    driver --concurrency = K × sessions [default: 4]
   --no-cache                     skip the sign runs with the key cache on (--key-cache-size 64 --key-cache-ttl 60)
   --no-startup                   skip start-up time and RSS with 100,000 keys
+  --no-audit-off                 skip the sign runs with --audit-trail off (what the audit trail costs)
 Environment: PG_URL (default postgres://postgres@127.0.0.1:5432/postgres) for the PostgreSQL start-up.`;
 
 const NAMES: Record<string, RawAlgorithm> = { secp256k1: 'ecdsa-secp256k1', p256: 'ecdsa-p256', ed25519: 'eddsa-ed25519' };
@@ -33,6 +34,7 @@ const { values: opts } = parseArgs({
     'concurrency-per-session': { type: 'string', default: '4' },
     'no-cache': { type: 'boolean', default: false },
     'no-startup': { type: 'boolean', default: false },
+    'no-audit-off': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -132,10 +134,12 @@ try {
     if (signOp !== 'persistent-sign') await measureRaw(algorithm, 'persistent-sign', 1);
     for (const s of sessionCounts) keygenRaw.set(s, await measureRaw(algorithm, 'keygen-wrap', s));
 
-    const variants: Array<{ job: 'sign' | 'keygen'; cache: boolean }> = [{ job: 'sign', cache: false }];
-    if (!opts['no-cache']) variants.push({ job: 'sign', cache: true });
-    variants.push({ job: 'keygen', cache: false });
-    for (const { job, cache } of variants) {
+    const variants: Array<{ job: 'sign' | 'keygen'; cache: boolean; audit: boolean }> = [{ job: 'sign', cache: false, audit: true }];
+    // What the audit trail costs: the first algorithm's signs once more without it.
+    if (algorithm === algorithms[0] && !opts['no-audit-off']) variants.push({ job: 'sign', cache: false, audit: false });
+    if (!opts['no-cache']) variants.push({ job: 'sign', cache: true, audit: true });
+    variants.push({ job: 'keygen', cache: false, audit: true });
+    for (const { job, cache, audit } of variants) {
       for (const sessions of sessionCounts) {
         if (cache && cacheRefused) continue;
         const base = (job === 'sign' ? signRaw : keygenRaw).get(sessions)!;
@@ -144,7 +148,7 @@ try {
         let r;
         try {
           r = await runDriver(ctx, {
-            algorithm, job, sessions, concurrency, extraArgs: cache ? CACHE_ARGS : [], jobs,
+            algorithm, job, sessions, concurrency, extraArgs: [...(cache ? CACHE_ARGS : []), ...(audit ? [] : ['--audit-trail', 'off'])], jobs,
             minJobs: plan.minJobs, capSeconds: plan.capSeconds,
             warmupJobs: Math.min(plan.warmup[1]!, Math.max(plan.warmup[0]!, Math.round(jobs / 10))),
           });
@@ -157,9 +161,10 @@ try {
           throw err;
         }
         const ratio = round(r.opsPerSec / base.opsPerSec, 3);
-        progress(`driver ${algorithm} ${job}${cache ? ' (cache)' : ''} S=${sessions} C=${concurrency}: ${r.opsPerSec} ops/s over ${r.jobs} jobs, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms; ratio ${ratio}`);
+        const cpuCeilingRatio = round(Math.min(1, (os.availableParallelism() * 1000) / (r.driverCpuMsPerJob + r.serverCpuMsPerJob) / base.opsPerSec), 3);
+        progress(`driver ${algorithm} ${job}${cache ? ' (cache)' : ''}${audit ? '' : ' (audit off)'} S=${sessions} C=${concurrency}: ${r.opsPerSec} ops/s over ${r.jobs} jobs, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms; ratio ${ratio}; CPU/job driver ${r.driverCpuMsPerJob} ms + server ${r.serverCpuMsPerJob} ms → ceiling ${cpuCeilingRatio}`);
         if (r.jobs < jobs) progress(`       (${jobs} jobs at the raw rate would take ~${Math.round(jobs / r.opsPerSec)} s: cut to ${r.jobs})`);
-        pairs.push({ algorithm, job, sessions, cache, concurrency, rawOpsPerSec: base.opsPerSec, driverOpsPerSec: r.opsPerSec, ratio, p50Ms: r.p50Ms, p99Ms: r.p99Ms, rawP50Ms: base.p50Ms, rawP99Ms: base.p99Ms });
+        pairs.push({ algorithm, job, sessions, cache, audit, concurrency, rawOpsPerSec: base.opsPerSec, driverOpsPerSec: r.opsPerSec, ratio, p50Ms: r.p50Ms, p99Ms: r.p99Ms, rawP50Ms: base.p50Ms, rawP99Ms: base.p99Ms, driverCpuMsPerJob: r.driverCpuMsPerJob, serverCpuMsPerJob: r.serverCpuMsPerJob, cpuCeilingRatio });
         runs.push({ algorithm, job, sessions, cache, concurrency, rawOp: base.op, plannedJobs: jobs, jobs: r.jobs, seconds: r.seconds, driverRssMiB: r.rssMiB });
       }
     }

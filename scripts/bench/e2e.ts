@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { runJobs, rssMiB, startDriver, startJobServer, stop, type Started } from './system.ts';
+import { cpuMs, runJobs, rssMiB, startDriver, startJobServer, stop, type Started } from './system.ts';
 
 export interface BenchContext {
   /** The bench token's environment (scripts/dev-hsm.sh's env file). */
@@ -36,6 +36,9 @@ export interface DriverResult {
   rssMiB: number;
   /** Jobs measured: run.jobs, or fewer when the cap applied. */
   jobs: number;
+  /** CPU time per measured job of the driver process (SoftHSM runs inside it) and of the job server. */
+  driverCpuMsPerJob: number;
+  serverCpuMsPerJob: number;
 }
 
 /** A job that ended in an error: the bench is void, since a failure can be faster than a sign. */
@@ -99,8 +102,10 @@ export async function runDriver(ctx: BenchContext, run: DriverRun): Promise<Driv
     // Sized at the raw rate, a batch can take minutes where the driver is far slower than the
     // token (Ed25519: ~20k/s raw); the warm-up's rate bounds it, never below minJobs.
     const count = Math.min(run.jobs, Math.max(run.minJobs, Math.round(warm.opsPerSec * run.capSeconds)));
+    const cpuBefore = [cpuMs(driver.proc.pid!), cpuMs(server.proc.pid!)] as const;
     const jobs = await runChecked(server.adminUrl, batch(count, 'm'));
-    return { ...timing(jobs), rssMiB: round(rssMiB(driver.proc.pid!), 1), jobs: count };
+    const [driverCpu, serverCpu] = [cpuMs(driver.proc.pid!) - cpuBefore[0], cpuMs(server.proc.pid!) - cpuBefore[1]];
+    return { ...timing(jobs), rssMiB: round(rssMiB(driver.proc.pid!), 1), jobs: count, driverCpuMsPerJob: round(driverCpu / count, 3), serverCpuMsPerJob: round(serverCpu / count, 3) };
   } finally {
     if (driver) await stop(driver);
     await stop(server);
@@ -109,7 +114,7 @@ export async function runDriver(ctx: BenchContext, run: DriverRun): Promise<Driv
 }
 
 /** Throughput from the first lease to the last accepted answer; latency = a job's lease to its answer. */
-export function timing(jobs: any[]): Omit<DriverResult, 'rssMiB' | 'jobs'> {
+export function timing(jobs: any[]): Omit<DriverResult, 'rssMiB' | 'jobs' | 'driverCpuMsPerJob' | 'serverCpuMsPerJob'> {
   const leased = (j: any) => Date.parse(j.leases[0].at);
   const answered = (j: any) => Date.parse((j.answers.find((a: any) => a.status === 204) ?? j.answers.at(-1)).at);
   const first = Math.min(...jobs.map(leased));

@@ -14,6 +14,16 @@ export interface Pair {
   p99Ms: number;
   rawP50Ms: number;
   rawP99Ms: number;
+  /** false for the runs with --audit-trail off (what the audit trail costs). */
+  audit: boolean;
+  driverCpuMsPerJob: number;
+  serverCpuMsPerJob: number;
+  /**
+   * The best ratio the machine's CPUs allow: every core busy with the driver (SoftHSM inside it)
+   * and the job server at their measured CPU per job, against the raw rate. Above it no code
+   * change in the driver's scheduling helps; only less CPU per job does.
+   */
+  cpuCeilingRatio: number;
 }
 
 export interface Machine {
@@ -37,10 +47,12 @@ function render(rows: string[][]): string[] {
 export function markdownTable(report: { machine: Machine; date: string; pairs: Pair[] }): string {
   const m = report.machine;
   const softhsm = m.softhsm ? `, SoftHSM ${m.softhsm}` : '';
-  const header = `Measured ${report.date.slice(0, 10)} on ${m.model} (${m.cpus} CPUs, ${m.memGiB} GiB), Node ${m.node}${softhsm}; driver p50/p99 are lease → answer at the job server.`;
-  const rows = [['algorithm', 'job', 'sessions', 'cache', 'raw ops/s', 'driver ops/s', 'ratio', 'p50/p99 ms', 'raw p50/p99 ms']];
+  const header = `Measured ${report.date.slice(0, 10)} on ${m.model} (${m.cpus} CPUs, ${m.memGiB} GiB), Node ${m.node}${softhsm}; driver p50/p99 are lease → answer at the job server; CPU ceiling: the ratio reachable with every core busy at the measured CPU per job.`;
+  const rows = [['algorithm', 'job', 'sessions', 'cache', 'audit', 'raw ops/s', 'driver ops/s', 'ratio', 'CPU ms/job driver + server', 'CPU ceiling', 'p50/p99 ms', 'raw p50/p99 ms']];
   for (const p of report.pairs) {
-    rows.push([p.algorithm, p.job, String(p.sessions), p.cache ? 'yes' : 'no', num(p.rawOpsPerSec), num(p.driverOpsPerSec), p.ratio.toFixed(2), `${ms(p.p50Ms)} / ${ms(p.p99Ms)}`, `${ms(p.rawP50Ms)} / ${ms(p.rawP99Ms)}`]);
+    const cpu = p.driverCpuMsPerJob === undefined ? '-' : `${ms(p.driverCpuMsPerJob)} + ${ms(p.serverCpuMsPerJob)}`;
+    const ceiling = p.cpuCeilingRatio === undefined ? '-' : p.cpuCeilingRatio.toFixed(2);
+    rows.push([p.algorithm, p.job, String(p.sessions), p.cache ? 'yes' : 'no', p.audit === false ? 'off' : 'on', num(p.rawOpsPerSec), num(p.driverOpsPerSec), p.ratio.toFixed(2), cpu, ceiling, `${ms(p.p50Ms)} / ${ms(p.p99Ms)}`, `${ms(p.rawP50Ms)} / ${ms(p.rawP99Ms)}`]);
   }
   return [header, '', ...render(rows)].join('\n');
 }

@@ -99,6 +99,13 @@ export async function runJobs(adminUrl: string, jobs: Array<{ kind: string; inpu
   return ids.map((id) => all.get(id));
 }
 
+/** CPU time a process has used so far, user + system, in ms (Linux; clock ticks of 10 ms). */
+export function cpuMs(pid: number): number {
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /** Resident set size of a process, in MiB (Linux). */
 export function rssMiB(pid: number): number {
   return Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) / 1024;
