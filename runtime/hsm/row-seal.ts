@@ -48,13 +48,9 @@ export class RowSeals {
   /** Before any unwrap or use of a row's key: KEY_INTEGRITY unless its seal verifies inside the HSM. */
   check(session: pkcs11.Handle, row: KeyRecord): void {
     if (row.seal === null) return this.acceptUnsealed(row.keyId);
-    let ok: boolean;
-    try {
-      ok = this.integrityKey.verify(session, rowSealInput(row), row.seal);
-    } catch (err) {
-      if (!(err instanceof IntegrityKeyMissingError)) throw err;
-      throw new KeyIntegrityError(`the row of ${row.keyId} is sealed but its seal cannot be checked: ${err.message}`);
-    }
+    // A missing integrity key stays HSM_UNAVAILABLE: the token (or its storage) is the problem,
+    // not the row, so the gate closes and the driver comes back when the token does.
+    const ok = this.integrityKey.verify(session, rowSealInput(row), row.seal);
     if (!ok) throw new KeyIntegrityError(`the row of ${row.keyId} does not match its seal: it was changed, or copied from another keyId`);
   }
 

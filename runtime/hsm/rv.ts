@@ -80,6 +80,9 @@ function recoveryForRv(rv: number): Recovery {
 function codeForRv(rv: number): ErrorCode {
   if (LIBRARY_BROKEN.has(rv) || PIN_REJECTED.has(rv) || SESSION_BROKEN.has(rv)) return 'HSM_UNAVAILABLE';
   if (rv === pkcs11.CKR_USER_NOT_LOGGED_IN) return 'HSM_UNAVAILABLE';
+  // SoftHSM answers this when its token storage is gone (seen on keygen); a token that is fine
+  // passes the readiness probe the closed gate runs, and work resumes.
+  if (rv === pkcs11.CKR_GENERAL_ERROR) return 'HSM_UNAVAILABLE';
   return 'INTERNAL';
 }
 

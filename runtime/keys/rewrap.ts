@@ -78,9 +78,15 @@ export async function rewrapRows(hsm: Hsm, store: WrappedKeyStore, log: Logger, 
     if (changes.length > 0) {
       const replaced = await replaceWithAudit(store, audit, 'keys-rewrap', changes);
       report.rewrapped += replaced.length;
-      report.changed += changes.length - replaced.length;
       for (const { expected, next } of changes) {
-        if (!replaced.includes(next)) continue;
+        if (!replaced.includes(next)) {
+          // Another run (a second rewrap) got there first, or something else changed the row.
+          const now = await store.get(expected.keyId);
+          const doneElsewhere = now?.wrappedKey && now.masterKeyLabel === next.masterKeyLabel && now.wrapMechanism === next.wrapMechanism;
+          if (doneElsewhere) report.alreadyDone++;
+          else report.changed++;
+          continue;
+        }
         const move = `${expected.masterKeyLabel}/${expected.wrapMechanism} → ${next.masterKeyLabel}/${next.wrapMechanism}`;
         report.moves[move] = (report.moves[move] ?? 0) + 1;
       }
@@ -88,4 +94,17 @@ export async function rewrapRows(hsm: Hsm, store: WrappedKeyStore, log: Logger, 
     onBatch(report);
   }
   return report;
+}
+
+/** The report as lines: what moved (or would), what was left, every failure, and how to go on. */
+export function rewrapReportLines(r: RewrapReport, dryRun: boolean, stopped: boolean): string[] {
+  const lines = Object.entries(r.moves).map(([move, n]) => `  ${move}: ${n} rows${dryRun ? ' to rewrap' : ''}`);
+  for (const f of r.failed) lines.push(`  FAILED ${f.keyId}: ${f.reason}`);
+  const head = dryRun
+    ? `keys rewrap --dry-run: ${Object.values(r.moves).reduce((a, b) => a + b, 0)} rows would be rewrapped, ${r.alreadyDone} already there, ${r.resident} resident (not touched)`
+    : `keys rewrap: ${r.rewrapped} rewrapped, ${r.alreadyDone} already done, ${r.resident} resident (not touched), ${r.changed} changed by another process, ${r.failed.length} failed`;
+  const tail: string[] = [];
+  if (r.changed > 0) tail.push('keys rewrap: rows changed while we worked on them: run it again to check them');
+  if (stopped) tail.push('keys rewrap: stopped between batches; run the same command again to finish (rewrapped rows are skipped)');
+  return [head, ...lines, ...tail];
 }
