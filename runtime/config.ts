@@ -1,6 +1,6 @@
 // Every setting the driver takes: its flag, its environment variable, its default, and how it
 // is checked. The one place that reads configuration; the PIN is read here and nowhere else.
-import { statSync, readFileSync, existsSync, type Stats } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isSea } from 'node:sea';
@@ -116,6 +116,7 @@ export function readPin(s: Settings, env: NodeJS.ProcessEnv): string {
   if (fromEnv !== undefined && fromEnv !== '' && s['pin-file']) throw new ConfigError('both USER_PIN and a PIN file are set; use one');
   if (fromEnv !== undefined && fromEnv !== '') {
     delete env.USER_PIN;
+    if (env === process.env) blankStartEnvironment('USER_PIN', fromEnv);
     return fromEnv;
   }
   const file = s['pin-file'];
@@ -138,6 +139,37 @@ export function readPin(s: Settings, env: NodeJS.ProcessEnv): string {
   }
   if (pin === '') throw new ConfigError(`PIN file ${file} is empty`);
   return pin;
+}
+
+/**
+ * Linux keeps the environment a process started with in its memory and shows it in
+ * /proc/PID/environ for the process's whole life; unsetenv only unlinks the variable. Overwrite
+ * the value there with zeros, through /proc/self/mem. Best effort: elsewhere, or when the kernel
+ * refuses, the PIN stays where any process of the same user (or root) can read it.
+ */
+function blankStartEnvironment(name: string, value: string): void {
+  if (process.platform !== 'linux') return;
+  try {
+    // Fields after "(comm)": state is field 3, env_start and env_end are fields 50 and 51.
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const start = Number(fields[47]);
+    const block = Buffer.alloc(Number(fields[48]) - start);
+    const mem = openSync('/proc/self/mem', 'r+');
+    try {
+      readSync(mem, block, 0, block.length, start);
+      const entry = Buffer.from(`${name}=${value}\0`);
+      for (let at = block.indexOf(entry); at !== -1; at = block.indexOf(entry, at + 1)) {
+        if (at > 0 && block[at - 1] !== 0) continue; // the end of another variable's name
+        const blank = Buffer.alloc(entry.length - name.length - 2);
+        writeSync(mem, blank, 0, blank.length, start + at + name.length + 1);
+      }
+    } finally {
+      closeSync(mem);
+    }
+  } catch {
+    // not fatal: the driver works the same, with the weaker hiding
+  }
 }
 
 /**

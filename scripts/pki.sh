@@ -41,6 +41,9 @@ subjectKeyIdentifier = hash
 [intermediate_ca]
 basicConstraints = critical,CA:TRUE,pathlen:0
 keyUsage = critical,keyCertSign,cRLSign
+# Client certificates only: without this EKU the customer's CA, which chains to the root the
+# drivers trust for the job API, could issue a server certificate for the API's host name.
+extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 [server]
@@ -105,7 +108,10 @@ if [ ! -s "$dir/customer-ca.csr" ] || ! openssl req -in "$dir/customer-ca.csr" -
   openssl req -new -key "$dir/customer-ca.key" -subj "/O=hsm-driver test customer/CN=customer intermediate CA" \
     -config "$work/ext.cnf" -out "$dir/customer-ca.csr"
 fi
-fresh customer-ca.pem api-ca.pem || sign "$dir/customer-ca.csr" customer-ca.pem api-ca intermediate_ca
+# An intermediate made before it was limited to clientAuth is made again (same key: leaves stay).
+{ fresh customer-ca.pem api-ca.pem &&
+  openssl x509 -in "$dir/customer-ca.pem" -noout -ext extendedKeyUsage 2>/dev/null | grep -q 'TLS Web Client Authentication'; } ||
+  sign "$dir/customer-ca.csr" customer-ca.pem api-ca intermediate_ca
 
 for name in "${names[@]}"; do
   leaf "$name" "/O=hsm-driver test customer/CN=$name" customer-ca client api-ca.pem
