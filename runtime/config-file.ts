@@ -28,7 +28,9 @@ export function readConfigFile(path: string, known: readonly string[]): Record<s
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(doc)) {
     if (FORBIDDEN.has(key)) throw new ConfigError(`config file ${path}: the PIN does not belong in a config file; use pin-file or USER_PIN`);
-    if (!known.includes(key)) throw new ConfigError(`config file ${path}: unknown option "${key}"; options are the flags' names: ${known.join(', ')}`);
+    // A key that is no option's shape is not echoed: a PIN file given as --config would show its PIN.
+    const shown = /^[A-Za-z][A-Za-z0-9_-]{0,40}$/.test(key) ? `"${key}"` : '(not an option name; is this the right file?)';
+    if (!known.includes(key)) throw new ConfigError(`config file ${path}: unknown option ${shown}; options are the flags' names: ${known.join(', ')}`);
     if (value === null || value === undefined) continue;
     if (typeof value === 'object') throw new ConfigError(`config file ${path}: option "${key}" must be a string or a number`);
     out[key] = String(value);

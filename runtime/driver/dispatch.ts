@@ -41,7 +41,7 @@ export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> 
     answer = { output };
   } catch (err) {
     error = toWireError(err, deps.redact);
-    if (error.code === 'INTERNAL') log.error({ err: describe(err) }, 'job failed with an internal error');
+    if (error.code === 'INTERNAL') log.error({ err: describe(err, deps.redact) }, 'job failed with an internal error');
     deps.readiness.report(error.code, error.message);
     answer = { error };
   }
@@ -52,7 +52,7 @@ export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> 
       await deps.audit.append(auditEntryFor({ ...job, kind: String(job.kind) }, facts, error?.code));
     } catch (err) {
       error = toWireError(err, deps.redact);
-      if (error.code === 'INTERNAL') log.error({ err: describe(err) }, 'audit record failed with an internal error');
+      if (error.code === 'INTERNAL') log.error({ err: describe(err, deps.redact) }, 'audit record failed with an internal error');
       error = { ...error, message: `audit record not committed: ${error.message}` };
       deps.readiness.report(error.code, error.message);
       answer = { error };
@@ -75,7 +75,8 @@ export async function runJob(job: LeasedJob, deps: DispatchDeps): Promise<void> 
 }
 
 /** Name and first line of an unexpected error, for the log (never the wire). */
-function describe(err: unknown): string {
-  if (err instanceof Error) return `${err.name}: ${err.message.split('\n')[0]}`.slice(0, 300);
-  return String(err).slice(0, 300);
+function describe(err: unknown, redact: readonly string[]): string {
+  let text = err instanceof Error ? `${err.name}: ${err.message.split('\n')[0]}` : String(err);
+  for (const secret of redact) if (secret) text = text.split(secret).join('[redacted]');
+  return text.slice(0, 300);
 }
