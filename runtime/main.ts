@@ -32,6 +32,7 @@ void runCli(process.argv.slice(2), {
   readStdin: () => readFileSync(0, 'utf8'),
   env: process.env,
   stopSignal,
+  terminal: process.stderr.isTTY ? process.stderr : undefined,
 }).then((code) => {
   process.exitCode = code;
   // A drain that timed out leaves HSM calls running; do not wait for them.

@@ -23,6 +23,8 @@ export interface Io {
   env: NodeJS.ProcessEnv;
   /** Returns a signal that aborts on the first SIGTERM/SIGINT (the second one forces exit). */
   stopSignal: () => AbortSignal;
+  /** stderr when it is a terminal (progress bars draw there); undefined otherwise. */
+  terminal?: NodeJS.WriteStream | undefined;
 }
 
 function readJobInput(argv: Record<string, unknown>, io: Io): unknown {

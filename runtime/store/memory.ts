@@ -40,6 +40,13 @@ export class MemoryStore implements WrappedKeyStore {
     return replaced;
   }
 
+  async insertKeysWithAudit(rows: readonly KeyRecord[], recordsFor: (inserted: KeyRecord[]) => Promise<AuditRecord[]>): Promise<InsertOutcome[]> {
+    const outcomes = rows.map((r) => ({ stored: this.rows.get(r.keyId) ?? r, inserted: !this.rows.has(r.keyId) }));
+    await this.audit.append(await recordsFor(outcomes.filter((o) => o.inserted).map((o) => o.stored)));
+    for (const o of outcomes) if (o.inserted) this.rows.set(o.stored.keyId, o.stored);
+    return outcomes;
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {

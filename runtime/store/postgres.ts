@@ -196,6 +196,48 @@ class PostgresStore implements WrappedKeyStore {
     }
   }
 
+  async insertKeysWithAudit(rows: readonly KeyRecord[], recordsFor: (inserted: KeyRecord[]) => Promise<AuditRecord[]>): Promise<InsertOutcome[]> {
+    return this.transaction('insert', async (client) => {
+      const outcomes: InsertOutcome[] = [];
+      for (const record of rows) {
+        const added = await client.query(`INSERT INTO keys (${KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (key_id) DO NOTHING RETURNING ${KEY_COLUMNS}`, keyRowValues(record, 'postgres'));
+        // DO NOTHING waited for another writer of the keyId to commit, so this read sees its row.
+        const row = added.rows[0] ?? (await client.query(`SELECT ${KEY_COLUMNS} FROM keys WHERE key_id = $1`, [record.keyId])).rows[0];
+        if (row === undefined) throw new DatabaseError('INTERNAL', `keyId ${record.keyId} conflicted but is not stored`);
+        outcomes.push({ stored: toRecord(row), inserted: added.rows[0] !== undefined });
+      }
+      const records = await recordsFor(outcomes.filter((o) => o.inserted).map((o) => o.stored));
+      if (records.length > 0) {
+        const { text, values } = insertStatement(records);
+        await client.query(text, values);
+      }
+      return outcomes;
+    });
+  }
+
+  /** Runs `fn` on one client between BEGIN and COMMIT (ROLLBACK if it throws). */
+  private async transaction<T>(action: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (this.closed) throw new DatabaseError('INTERNAL', 'PostgreSQL store used after close');
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw toStoreError(err, action, this.target);
+    }
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => (broken = true));
+      throw toStoreError(err, action, this.target);
+    } finally {
+      client.release(broken);
+    }
+  }
+
   async ping(): Promise<void> {
     await this.query('ping', 'SELECT 1', []);
   }

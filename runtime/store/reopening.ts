@@ -63,6 +63,9 @@ export class ReopeningStore implements WrappedKeyStore {
   async replaceKeysWithAudit(...args: Parameters<WrappedKeyStore['replaceKeysWithAudit']>): Promise<KeyRecord[]> {
     return (await this.current()).replaceKeysWithAudit(...args);
   }
+  async insertKeysWithAudit(...args: Parameters<WrappedKeyStore['insertKeysWithAudit']>): Promise<InsertOutcome[]> {
+    return (await this.current()).insertKeysWithAudit(...args);
+  }
   async ping(): Promise<void> {
     return (await this.current()).ping();
   }

@@ -160,6 +160,27 @@ class SqliteStore implements WrappedKeyStore {
     }
   }
 
+  async insertKeysWithAudit(rows: readonly KeyRecord[], recordsFor: (inserted: KeyRecord[]) => Promise<AuditRecord[]>): Promise<InsertOutcome[]> {
+    this.run('insert', () => this.db.exec('BEGIN IMMEDIATE'));
+    try {
+      const outcomes = this.run('insert', () =>
+        rows.map((record) => {
+          const inserted = Number(this.insertKey.run(...keyRowValues(record, 'sqlite')).changes) === 1;
+          const row = this.selectKey.get(record.keyId);
+          if (row === undefined) throw new DatabaseError('INTERNAL', `keyId ${record.keyId} missing right after insert`);
+          return { stored: toRecord(row), inserted };
+        }),
+      );
+      const records = await recordsFor(outcomes.filter((o) => o.inserted).map((o) => o.stored));
+      this.run('audit append', () => this.audit.insertAll(records));
+      this.run('insert', () => this.db.exec('COMMIT'));
+      return outcomes;
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
   async ping(): Promise<void> {
     this.run('ping', () => this.db.prepare('SELECT 1').get());
   }

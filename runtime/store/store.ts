@@ -47,6 +47,12 @@ export interface WrappedKeyStore {
    * records, and all of it commits together or not at all. Returns the rows replaced.
    */
   replaceKeysWithAudit(changes: ReadonlyArray<{ expected: KeyRecord; next: KeyRecord }>, recordsFor: (replaced: KeyRecord[]) => Promise<AuditRecord[]>): Promise<KeyRecord[]>;
+  /**
+   * insertIfAbsent for several rows and their audit records in one transaction (`keys import`):
+   * `recordsFor` is given the rows that were inserted and returns their records, and all of it
+   * commits together or not at all. One outcome per row, in order; a stored row is never changed.
+   */
+  insertKeysWithAudit(rows: readonly KeyRecord[], recordsFor: (inserted: KeyRecord[]) => Promise<AuditRecord[]>): Promise<InsertOutcome[]>;
   /** A cheap round trip, for health and the readiness gate. */
   ping(): Promise<void>;
   close(): Promise<void>;

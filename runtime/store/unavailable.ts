@@ -43,6 +43,9 @@ export class UnavailableStore implements WrappedKeyStore {
   replaceKeysWithAudit(): Promise<KeyRecord[]> {
     return Promise.reject(this.error());
   }
+  insertKeysWithAudit(): Promise<InsertOutcome[]> {
+    return Promise.reject(this.error());
+  }
   ping(): Promise<void> {
     return Promise.reject(this.error());
   }

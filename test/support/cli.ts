@@ -1,7 +1,7 @@
 // Runs the built driver (a bundle global-setup builds outside the repo) as a child process against the SoftHSM2 test
 // tokens of global-setup, with an environment holding only what the test means, and reads its
 // one-line JSON answers.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,8 +72,24 @@ export interface JobResult extends RunResult {
   error?: WireErrorJson;
 }
 
+/** A driver command running in the background (for signals sent while it works). */
+export interface Started {
+  proc: ChildProcess;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  /** Resolves with the first stderr line `match` accepts; rejects if the process exits first. */
+  waitForStderr(match: (line: string) => boolean): Promise<string>;
+  /** Resolves once it has exited. */
+  exited: Promise<RunResult>;
+}
+
 export interface Cli {
   run(args: string[], opts?: RunOptions): RunResult;
+  /** Starts a command without waiting for it (same environment as run). */
+  start(args: string[], opts?: RunOptions): Started;
+  /** The environment run gives the driver, and its command line, for running it some other way (under `script`). */
+  env(opts?: RunOptions): Record<string, string>;
+  argv(args: string[]): string[];
   /** A one-shot job with its input on stdin; checks the one-line, exit 0/1 contract. */
   job(kind: 'keygen' | 'sign' | 'health', input: unknown, opts: RunOptions & { store: string[] }): JobResult;
   /** Flags for a SQLite file of its own. */
@@ -93,7 +109,7 @@ export function useCli(): Cli {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const run = (args: string[], opts: RunOptions = {}): RunResult => {
+  const envFor = (opts: RunOptions): Record<string, string> => {
     const env: Record<string, string | undefined> = {
       ...process.env,
       ...Object.fromEntries(DRIVER_VARS.map((name) => [name, undefined])),
@@ -103,13 +119,45 @@ export function useCli(): Cli {
       ...opts.env,
     };
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-    const res = spawnSync(process.execPath, [bin, ...args], { env, input: opts.stdin ?? '', encoding: 'utf8', timeout: 120_000 });
+    return env as Record<string, string>;
+  };
+
+  const run = (args: string[], opts: RunOptions = {}): RunResult => {
+    const res = spawnSync(process.execPath, [bin, ...args], { env: envFor(opts), input: opts.stdin ?? '', encoding: 'utf8', timeout: 120_000 });
     if (res.status === null) throw new Error(`hsm-driver ${args.join(' ')} did not exit (${res.signal ?? res.error?.message})\n${res.stderr}`);
     return { status: res.status, stdout: res.stdout, stderr: res.stderr };
   };
 
+  const start = (args: string[], opts: RunOptions = {}): Started => {
+    const proc = spawn(process.execPath, [bin, ...args], { env: envFor(opts), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const waiters: Array<() => void> = [];
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      for (const w of waiters.splice(0)) w();
+    });
+    const exited = new Promise<RunResult>((resolve) => proc.on('close', (code, signal) => resolve({ status: code ?? (signal ? 128 : -1), stdout, stderr })));
+    const waitForStderr = (match: (line: string) => boolean) =>
+      new Promise<string>((resolve, reject) => {
+        const look = () => {
+          const found = stderr.split('\n').slice(0, -1).find(match);
+          if (found !== undefined) return resolve(found);
+          if (proc.exitCode !== null || proc.signalCode !== null) return reject(new Error(`exited before the line came\n${stderr}`));
+          waiters.push(look);
+        };
+        void exited.then(look);
+        look();
+      });
+    return { proc, stderr: () => stderr, waitForStderr, exited };
+  };
+
   return {
     run,
+    start,
+    env: (opts = {}) => envFor(opts),
+    argv: (args) => [process.execPath, bin, ...args],
     job(kind, input, opts) {
       const res = run([kind, ...opts.store], { ...opts, stdin: opts.stdin ?? JSON.stringify(input) });
       return { ...res, ...parseAnswer(res) };

@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, DatabaseError } from '../../../runtime/errors.js';
 import { LATEST_VERSION } from '../../../runtime/store/migrations.js';
+import type { AuditRecord } from '../../../runtime/audit/record.js';
 import type { KeyRecord, WrappedKeyStore } from '../../../runtime/store/store.js';
 
 /** How a test file reaches its database: opens stores on it and edits it behind their backs. */
@@ -173,6 +174,27 @@ export function describeStoreContract(kind: 'sqlite' | 'postgres', harness: Stor
         // A second writer still holding the old row loses, and changes nothing.
         expect(await store.replaceKey(read, { ...read, seal: randomBytes(32) })).toBe(false);
         expect(await store.get(read.keyId)).toEqual(next);
+      });
+    });
+
+    it('inserts absent rows with their audit records in one transaction, keeps stored ones, and writes nothing when the records fail', async () => {
+      await withStore(harness, async (store) => {
+        const stored = wrappedRecord();
+        await store.insertIfAbsent(stored);
+        const fresh = [wrappedRecord(), wrappedRecord()];
+        const chain = randomUUID();
+        const recordOf = (r: KeyRecord, seq: number): AuditRecord => ({
+          at: new Date(), jobId: 'keys-import', attempt: 1, kind: 'keys-import', keyId: r.keyId, algorithm: r.algorithm, dataSha256: null, outcome: 'ok', code: null,
+          driverSubject: 'test', driverFingerprint: '', chain, seq, prevHash: randomBytes(32), hash: randomBytes(32), seal: null,
+        });
+        const outcomes = await store.insertKeysWithAudit([fresh[0]!, wrappedRecord({ keyId: stored.keyId }), fresh[1]!], async (inserted) => inserted.map((r, i) => recordOf(r, i + 1)));
+        expect(outcomes).toEqual([{ stored: fresh[0], inserted: true }, { stored, inserted: false }, { stored: fresh[1], inserted: true }]);
+        expect(await store.get(fresh[1]!.keyId)).toEqual(fresh[1]);
+        expect((await store.audit.read({ chain, afterSeq: 0, limit: 10 })).map((r) => r.keyId)).toEqual(fresh.map((r) => r.keyId));
+
+        const lost = wrappedRecord();
+        await expect(store.insertKeysWithAudit([lost], async () => Promise.reject(new Error('no seal')))).rejects.toThrow();
+        expect(await store.get(lost.keyId)).toBeUndefined();
       });
     });
 
