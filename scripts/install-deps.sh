@@ -2,6 +2,7 @@
 # Installs the system packages the tests, the demo and the single-binary builds need when they
 # are missing; a no-op on a machine that has them:
 #   SoftHSM2, OpenSC tools, openssl          the dev token and the tests' checks
+#   jq, curl                                 the runbook's commands (docs/runbook.md, run by its test)
 #   g++, binutils (objdump)                  the Linux pkcs11js addon and its glibc check
 #   mingw-w64 (posix threads), its binutils  the Windows addons of hsm-driver-win-x64.exe
 #   wine64, wine64-tools (winegcc)           running the Windows exe in tests, the PKCS#11 bridge
@@ -12,6 +13,8 @@ need=()
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v objdump >/dev/null 2>&1 || need+=(binutils)
 command -v x86_64-w64-mingw32-g++-posix >/dev/null 2>&1 || need+=(g++-mingw-w64-x86-64-posix)

@@ -110,6 +110,13 @@ async function migrate(pool: pg.Pool, where: string): Promise<void> {
   }
 }
 
+/** Audit records inside the caller's transaction. */
+async function insertAudit(client: pg.PoolClient, records: readonly AuditRecord[]): Promise<void> {
+  if (records.length === 0) return;
+  const { text, values } = insertStatement(records);
+  await client.query(text, values);
+}
+
 /** Replaces a row only while every column but key_id and created_at is still as read. */
 const REPLACE_KEY = (() => {
   const n = KEY_MUTABLE_COLUMNS.length;
@@ -166,34 +173,15 @@ class PostgresStore implements WrappedKeyStore {
   }
 
   async replaceKeysWithAudit(changes: ReadonlyArray<{ expected: KeyRecord; next: KeyRecord }>, recordsFor: (replaced: KeyRecord[]) => Promise<AuditRecord[]>): Promise<KeyRecord[]> {
-    if (this.closed) throw new DatabaseError('INTERNAL', 'PostgreSQL store used after close');
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw toStoreError(err, 'update', this.target);
-    }
-    let broken = false;
-    try {
-      await client.query('BEGIN');
+    return this.transaction('update', async (client) => {
       const replaced: KeyRecord[] = [];
       for (const { expected, next } of changes) {
         const { rowCount } = await client.query(REPLACE_KEY, [...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)]);
         if (rowCount === 1) replaced.push(next);
       }
-      const records = await recordsFor(replaced);
-      if (records.length > 0) {
-        const { text, values } = insertStatement(records);
-        await client.query(text, values);
-      }
-      await client.query('COMMIT');
+      await insertAudit(client, await recordsFor(replaced));
       return replaced;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => (broken = true));
-      throw toStoreError(err, 'update', this.target);
-    } finally {
-      client.release(broken);
-    }
+    });
   }
 
   async insertKeysWithAudit(rows: readonly KeyRecord[], recordsFor: (inserted: KeyRecord[]) => Promise<AuditRecord[]>): Promise<InsertOutcome[]> {
@@ -206,11 +194,7 @@ class PostgresStore implements WrappedKeyStore {
         if (row === undefined) throw new DatabaseError('INTERNAL', `keyId ${record.keyId} conflicted but is not stored`);
         outcomes.push({ stored: toRecord(row), inserted: added.rows[0] !== undefined });
       }
-      const records = await recordsFor(outcomes.filter((o) => o.inserted).map((o) => o.stored));
-      if (records.length > 0) {
-        const { text, values } = insertStatement(records);
-        await client.query(text, values);
-      }
+      await insertAudit(client, await recordsFor(outcomes.filter((o) => o.inserted).map((o) => o.stored)));
       return outcomes;
     });
   }

@@ -144,37 +144,36 @@ class SqliteStore implements WrappedKeyStore {
   }
 
   async replaceKeysWithAudit(changes: ReadonlyArray<{ expected: KeyRecord; next: KeyRecord }>, recordsFor: (replaced: KeyRecord[]) => Promise<AuditRecord[]>): Promise<KeyRecord[]> {
-    this.run('update', () => this.db.exec('BEGIN IMMEDIATE'));
-    try {
-      const replaced = this.run('update', () =>
-        changes.filter(({ expected, next }) => Number(this.replace.run(...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)).changes) === 1).map((c) => c.next),
-      );
-      // The seals of the records are made in the HSM while we hold the write lock: a few ms.
-      const records = await recordsFor(replaced);
-      this.run('audit append', () => this.audit.insertAll(records));
-      this.run('update', () => this.db.exec('COMMIT'));
-      return replaced;
-    } catch (err) {
-      if (this.db.isTransaction) this.db.exec('ROLLBACK');
-      throw err;
-    }
+    return this.writeWithAudit(
+      'update',
+      () => changes.filter(({ expected, next }) => Number(this.replace.run(...keyMutableValues(next), expected.keyId, ...keyMutableValues(expected)).changes) === 1).map((c) => c.next),
+      recordsFor,
+    );
   }
 
   async insertKeysWithAudit(rows: readonly KeyRecord[], recordsFor: (inserted: KeyRecord[]) => Promise<AuditRecord[]>): Promise<InsertOutcome[]> {
-    this.run('insert', () => this.db.exec('BEGIN IMMEDIATE'));
+    const outcomes = (): InsertOutcome[] =>
+      rows.map((record) => {
+        const inserted = Number(this.insertKey.run(...keyRowValues(record, 'sqlite')).changes) === 1;
+        const row = this.selectKey.get(record.keyId);
+        if (row === undefined) throw new DatabaseError('INTERNAL', `keyId ${record.keyId} missing right after insert`);
+        return { stored: toRecord(row), inserted };
+      });
+    return this.writeWithAudit('insert', outcomes, (done) => recordsFor(done.filter((o) => o.inserted).map((o) => o.stored)));
+  }
+
+  /**
+   * `write`, then the audit records `recordsFor` makes of its result, in one transaction holding
+   * the write lock (the records' seals are made in the HSM meanwhile: a few ms).
+   */
+  private async writeWithAudit<T>(action: string, write: () => T, recordsFor: (result: T) => Promise<AuditRecord[]>): Promise<T> {
+    this.run(action, () => this.db.exec('BEGIN IMMEDIATE'));
     try {
-      const outcomes = this.run('insert', () =>
-        rows.map((record) => {
-          const inserted = Number(this.insertKey.run(...keyRowValues(record, 'sqlite')).changes) === 1;
-          const row = this.selectKey.get(record.keyId);
-          if (row === undefined) throw new DatabaseError('INTERNAL', `keyId ${record.keyId} missing right after insert`);
-          return { stored: toRecord(row), inserted };
-        }),
-      );
-      const records = await recordsFor(outcomes.filter((o) => o.inserted).map((o) => o.stored));
+      const result = this.run(action, write);
+      const records = await recordsFor(result);
       this.run('audit append', () => this.audit.insertAll(records));
-      this.run('insert', () => this.db.exec('COMMIT'));
-      return outcomes;
+      this.run(action, () => this.db.exec('COMMIT'));
+      return result;
     } catch (err) {
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
       throw err;
