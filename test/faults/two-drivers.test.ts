@@ -82,6 +82,9 @@ test('one driver SIGKILLed mid-run: the other finishes every job, the dead one\'
     // Mid-run: driver-a has done some work and holds leases right now.
     const aDone = () => server.jobs().filter((j) => j.state === 'completed' && j.leasedBy === 'driver-a').length;
     await waitFor('driver-a to finish 20 jobs', () => aDone() >= 20, 60_000);
+    // Ledger jobs take a few ms each, too short to catch in a lease every time on a busy machine:
+    // a burst of RSA-3072 keygens (each hundreds of ms in SoftHSM) keeps both drivers holding some.
+    for (let i = 0; i < 8; i++) server.enqueue('keygen', { keyId: `two.burst.${i}`, algorithm: 'rsa-3072' });
     await waitFor('driver-a to hold a lease', () => server.jobs().some((j) => j.state === 'leased' && j.leasedBy === 'driver-a'), 30_000);
     a.proc.kill('SIGKILL');
     const heldByA = server.jobs().filter((j) => j.state === 'leased' && j.leasedBy === 'driver-a').map((j) => j.id);
