@@ -47,14 +47,11 @@ export async function runOneShot(kind: string, input: unknown, settings: Setting
       driver: { version: VERSION, startedAt },
       audit: (more: AuditFacts) => void Object.assign(facts, more),
     };
-    let output: unknown;
-    try {
-      output = await handler(input, ctx);
-    } catch (err) {
-      if (hsm && store && audited) await recordOneShot(hsm, store, log, { id: jobId, attempt: 1, kind }, facts, toWireError(err).code);
-      throw err;
-    }
-    if (hsm && store && audited) await recordOneShot(hsm, store, log, { id: jobId, attempt: 1, kind }, facts, undefined);
+    const outcome = await handler(input, ctx).then((output) => ({ output }), (failure: unknown) => ({ failure }));
+    const code = 'failure' in outcome ? toWireError(outcome.failure).code : undefined;
+    if (hsm && store && audited) await recordOneShot(hsm, store, log, { id: jobId, attempt: 1, kind }, facts, code);
+    if ('failure' in outcome) throw outcome.failure;
+    const { output } = outcome;
     return { line: JSON.stringify({ output }), exitCode: 0 };
   } catch (err) {
     if (err instanceof ConfigError) throw err; // a start-up problem: main prints it and exits 2

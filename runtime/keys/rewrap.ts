@@ -13,6 +13,7 @@ import { parseWrapMechanism } from '../hsm/mechanisms.js';
 import type { KeyRecord, WrappedKeyStore } from '../store/store.js';
 import { replaceWithAudit } from './replace.js';
 import { signAndVerify } from './test-sign.js';
+import { pagesOf } from './walk.js';
 
 export interface RewrapOptions {
   toMasterKey?: string | undefined;
@@ -45,10 +46,8 @@ export async function rewrapRows(hsm: Hsm, store: WrappedKeyStore, log: Logger, 
   const report: RewrapReport = { rewrapped: 0, alreadyDone: 0, resident: 0, changed: 0, failed: [], moves: {} };
   const audit = localAuditTrail(store.audit, hsm, log);
 
-  for (let after = ''; !stop?.aborted; ) {
-    const page = await store.listKeys(after, BATCH);
-    if (page.length === 0) break;
-    after = page.at(-1)!.keyId;
+  for await (const page of pagesOf(store, { size: BATCH })) {
+    if (stop?.aborted) break;
     const changes: Array<{ expected: KeyRecord; next: KeyRecord }> = [];
     for (const row of page) {
       if (!row.wrappedKey || !row.wrapMechanism) {
@@ -61,9 +60,8 @@ export async function rewrapRows(hsm: Hsm, store: WrappedKeyStore, log: Logger, 
         report.alreadyDone++;
         continue;
       }
-      const move = `${row.masterKeyLabel}/${row.wrapMechanism} → ${target.masterKeyLabel}/${target.wrapMechanism}`;
       if (o.dryRun) {
-        report.moves[move] = (report.moves[move] ?? 0) + 1;
+        countMove(report, row, target);
         continue;
       }
       try {
@@ -87,13 +85,19 @@ export async function rewrapRows(hsm: Hsm, store: WrappedKeyStore, log: Logger, 
           else report.changed++;
           continue;
         }
-        const move = `${expected.masterKeyLabel}/${expected.wrapMechanism} → ${next.masterKeyLabel}/${next.wrapMechanism}`;
-        report.moves[move] = (report.moves[move] ?? 0) + 1;
+        countMove(report, expected, next);
       }
     }
     onBatch(report);
   }
   return report;
+}
+
+type Placement = Pick<KeyRecord, 'masterKeyLabel' | 'wrapMechanism'>;
+
+function countMove(report: RewrapReport, from: Placement, to: Placement): void {
+  const move = `${from.masterKeyLabel}/${from.wrapMechanism} → ${to.masterKeyLabel}/${to.wrapMechanism}`;
+  report.moves[move] = (report.moves[move] ?? 0) + 1;
 }
 
 /** The report as lines: what moved (or would), what was left, every failure, and how to go on. */

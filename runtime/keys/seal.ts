@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import { localAuditTrail } from '../audit/trail.js';
 import { replaceWithAudit } from './replace.js';
+import { pagesOf } from './walk.js';
 import type { Hsm } from '../hsm/hsm.js';
 import type { WrappedKeyStore } from '../store/store.js';
 
@@ -19,9 +20,8 @@ const PAGE = 500;
 export async function sealRows(hsm: Hsm, store: WrappedKeyStore, log: Logger, onPage: (report: SealReport) => void = () => {}, stop?: AbortSignal): Promise<SealReport> {
   const report: SealReport = { sealed: 0, alreadySealed: 0, changed: 0 };
   const audit = localAuditTrail(store.audit, hsm, log);
-  for (let after = ''; !stop?.aborted; ) {
-    const page = await store.listKeys(after, PAGE);
-    if (page.length === 0) break;
+  for await (const page of pagesOf(store, { size: PAGE })) {
+    if (stop?.aborted) break;
     const unsealed = page.filter((r) => r.seal === null);
     report.alreadySealed += page.length - unsealed.length;
     const seals = await hsm.sealRows(unsealed);
@@ -30,7 +30,6 @@ export async function sealRows(hsm: Hsm, store: WrappedKeyStore, log: Logger, on
     const replaced = await replaceWithAudit(store, audit, 'keys-seal', changes);
     report.sealed += replaced.length;
     report.changed += changes.length - replaced.length;
-    after = page.at(-1)!.keyId;
     onPage(report);
   }
   return report;
